@@ -1,0 +1,89 @@
+"""The detector contract, after scikit-learn and PyOD.
+
+Constructors only store parameters; ``fit`` learns baselines from a population of
+accounts; ``score`` returns a raw score, a score in [0, 1] and reasons per account. The
+decision (threshold, action) is not a detector's business: policies make it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self, TypeVar
+
+import numpy as np
+import pandas as pd
+
+from distillguard.errors import ConfigError, DetectorError
+
+FloatArray = np.ndarray[Any, np.dtype[np.float64]]
+
+
+@dataclass
+class DetectorOutput:
+    raw: FloatArray  # unbounded, higher = more suspicious; for ranking and calibration
+    score: FloatArray  # in [0, 1], monotone in ``raw``
+    reasons: list[list[str]]  # per account, most important first; empty when nothing stood out
+
+    def __post_init__(self) -> None:
+        if not (len(self.raw) == len(self.score) == len(self.reasons)):
+            raise DetectorError("detector output arrays differ in length")
+
+
+class Detector(ABC):
+    """Base class. ``X`` is a frame with one row per account (index: account_id) holding
+    the feature columns and a ``peer_group`` column."""
+
+    name: ClassVar[str]
+
+    def __init__(self, **params: Any) -> None:
+        self._params = params
+
+    def get_params(self) -> dict[str, Any]:
+        return dict(self._params)
+
+    @property
+    def is_fitted(self) -> bool:
+        return getattr(self, "fitted_", False)
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise DetectorError(f"detector '{self.name}' must be fitted before scoring")
+
+    @abstractmethod
+    def fit(self, X: pd.DataFrame) -> Self: ...
+
+    @abstractmethod
+    def score(self, X: pd.DataFrame, *, explain: bool = True) -> DetectorOutput:
+        """Scores for the accounts in ``X``; ``explain=False`` skips writing reasons (the
+        checkpoint replay only needs the numbers)."""
+
+    def fit_score(self, X: pd.DataFrame) -> DetectorOutput:
+        return self.fit(X).score(X)
+
+
+DETECTORS: dict[str, type[Detector]] = {}
+D = TypeVar("D", bound=type[Detector])
+
+
+def register(cls: D) -> D:
+    if cls.name in DETECTORS:
+        raise ConfigError(f"two detectors are named '{cls.name}'")
+    DETECTORS[cls.name] = cls
+    return cls
+
+
+def create(name: str, params: dict[str, Any] | None = None) -> Detector:
+    try:
+        cls = DETECTORS[name]
+    except KeyError:
+        known = ", ".join(sorted(DETECTORS))
+        raise ConfigError(f"unknown detector '{name}' (known: {known})") from None
+    return cls(**(params or {}))
+
+
+def squash(raw: FloatArray, midpoint: float, width: float) -> FloatArray:
+    """Raw evidence to [0, 1]: a logistic centred on the evidence level worth a look."""
+    out: FloatArray = 1.0 / (1.0 + np.exp(-(raw - midpoint) / width))
+    return out
+

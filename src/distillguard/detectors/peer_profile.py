@@ -1,0 +1,129 @@
+"""Accounts whose usage shape departs from their peers' on several axes at once.
+
+Each feature is compared with the account's peer group (tier by default; all accounts
+when a group is too small) by a robust z-score (median and MAD, so the heavy tail of real
+customers does not set the baseline). One odd feature is common among honest customers;
+the evidence is the *sum of the strongest few* deviations, shrunk when the account has
+too few exchanges to say anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+
+from distillguard.detectors.base import Detector, DetectorOutput, FloatArray, register, squash
+
+# feature -> (direction, floor of the scale, unit shown in reasons)
+DEFAULT_FEATURES: dict[str, tuple[int, float, str]] = {
+    "rate_per_active_day": (1, 5.0, "/day"),
+    "hour_entropy": (1, 0.3, " bits"),
+    "single_turn_share": (1, 0.05, ""),
+    "out_in_ratio": (1, 0.5, ""),
+    "mean_output_tokens": (1, 50.0, " tok"),
+    "reasoning_share": (1, 0.05, ""),
+    "logprobs_share": (1, 0.05, ""),
+    "multi_n_share": (1, 0.05, ""),
+    "long_max_tokens_share": (1, 0.05, ""),
+}
+GLOBAL = "__all__"
+
+
+@register
+class PeerProfileDetector(Detector):
+    name: ClassVar[str] = "peer_profile"
+
+    def __init__(
+        self,
+        *,
+        features: dict[str, tuple[int, float, str]] | None = None,
+        top_k: int = 3,
+        min_peers: int = 30,
+        min_exchanges: float = 20.0,
+        z_cap: float = 12.0,
+        reason_z: float = 3.0,
+        midpoint: float = 5.0,
+        width: float = 1.0,
+    ) -> None:
+        super().__init__(
+            features=features, top_k=top_k, min_peers=min_peers, min_exchanges=min_exchanges,
+            z_cap=z_cap, reason_z=reason_z, midpoint=midpoint, width=width,
+        )
+        self.features = features
+        self.top_k = top_k
+        self.min_peers = min_peers
+        self.min_exchanges = min_exchanges
+        self.z_cap = z_cap
+        self.reason_z = reason_z
+        self.midpoint = midpoint
+        self.width = width
+
+    def _spec(self) -> dict[str, tuple[int, float, str]]:
+        return self.features if self.features is not None else DEFAULT_FEATURES
+
+    def fit(self, X: pd.DataFrame) -> Self:
+        spec = self._spec()
+        groups = _groups(X)
+        baselines: dict[str, dict[str, tuple[float, float]]] = {}
+        for group in [GLOBAL, *sorted(set(groups))]:
+            rows = X if group == GLOBAL else X[groups == group]
+            if group != GLOBAL and len(rows) < self.min_peers:
+                continue
+            baselines[group] = {}
+            for feat, (_, floor, _) in spec.items():
+                values = rows[feat].to_numpy(dtype=np.float64)
+                med = float(np.median(values)) if len(values) else 0.0
+                mad = float(np.median(np.abs(values - med))) * 1.4826 if len(values) else 0.0
+                baselines[group][feat] = (med, max(mad, floor, 0.1 * abs(med)))
+        self.baselines_ = baselines
+        self.fitted_ = True
+        return self
+
+    def score(self, X: pd.DataFrame, *, explain: bool = True) -> DetectorOutput:
+        self._check_fitted()
+        spec = self._spec()
+        groups = pd.Series(_groups(X))
+        n = len(X)
+        used = groups.where(groups.isin(list(self.baselines_)), GLOBAL)
+        zs = np.zeros((n, len(spec)))
+        meds = np.zeros((n, len(spec)))
+        for j, (feat, (direction, _, _)) in enumerate(spec.items()):
+            med = used.map({g: b[feat][0] for g, b in self.baselines_.items()}).to_numpy(np.float64)
+            scale = used.map({g: b[feat][1] for g, b in self.baselines_.items()}).to_numpy(np.float64)
+            values = X[feat].to_numpy(dtype=np.float64)
+            zs[:, j] = np.clip(direction * (values - med) / scale, 0.0, self.z_cap)
+            meds[:, j] = med
+        k = min(self.top_k, zs.shape[1])
+        strongest = -np.sort(-zs, axis=1)[:, :k] if k else np.zeros((n, 0))
+        exchanges = X["exchanges"].to_numpy(dtype=np.float64)
+        evidence = exchanges / (exchanges + self.min_exchanges)
+        raw: FloatArray = strongest.sum(axis=1) * evidence
+        names = list(spec)
+        reasons: list[list[str]] = [[] for _ in range(n)]
+        for i in range(n) if explain else ():
+            order = np.argsort(-zs[i])
+            rs = []
+            for j in order[:k]:
+                if zs[i, j] < self.reason_z:
+                    break
+                feat = names[j]
+                unit = spec[feat][2]
+                peer = "all accounts" if used.iat[i] == GLOBAL else f"peers in {used.iat[i]}"
+                rs.append(
+                    f"{feat} {_fmt(X[feat].iat[i])}{unit} vs median {_fmt(meds[i, j])}{unit} "
+                    f"of {peer} (robust z=+{zs[i, j]:.1f})"
+                )
+            reasons[i] = rs
+        return DetectorOutput(raw=raw, score=squash(raw, self.midpoint, self.width), reasons=reasons)
+
+
+def _groups(X: pd.DataFrame) -> np.ndarray[Any, np.dtype[Any]]:
+    if "peer_group" in X.columns:
+        return X["peer_group"].fillna(GLOBAL).astype(str).to_numpy()
+    return np.full(len(X), GLOBAL, dtype=object)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.2f}"

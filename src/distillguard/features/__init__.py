@@ -1,0 +1,28 @@
+"""Account features, defined once as mergeable aggregates.
+
+Every feature is a function of per-account *sums* (counts, token totals, an hour-of-day
+histogram). Sums merge across time buckets, so the batch scan gets features "as of" any
+checkpoint with a cumulative window, and the gateway keeps the same sums online per
+account. ``derive`` turns sums into features for both.
+"""
+
+from distillguard.features.aggregates import (
+    HOUR_COLUMNS,
+    SUM_COLUMNS,
+    AccountSums,
+    bucket_sums,
+    cumulative_sums,
+    exchange_contributions,
+)
+from distillguard.features.derive import FEATURE_NAMES, derive_features
+
+__all__ = [
+    "FEATURE_NAMES",
+    "HOUR_COLUMNS",
+    "SUM_COLUMNS",
+    "AccountSums",
+    "bucket_sums",
+    "cumulative_sums",
+    "derive_features",
+    "exchange_contributions",
+]

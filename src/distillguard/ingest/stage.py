@@ -1,0 +1,245 @@
+"""Stage every input into one Parquet file of valid rows, and a quarantine of the rest.
+
+Duplicate ``exchange_id`` detection needs to see every id at once, which is the one thing
+that cannot stream; it runs in the engine (DuckDB spills to disk) over two narrow
+columns, so memory stays bounded for inputs larger than RAM.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import ibis
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from distillguard.engine import connect, iter_batches
+from distillguard.errors import InputError
+from distillguard.ingest.readers import Block, Reject, read_jsonl, read_parquet
+from distillguard.ingest.sources import SourceFile, expand_inputs
+from distillguard.schema import ACCOUNT_COLUMNS, EXCHANGE_COLUMNS, Column
+
+DEFAULT_MAX_LINE_BYTES = 4 << 20
+Progress = Callable[[int, int], None]  # (bytes done, bytes total)
+
+
+@dataclass
+class StageResult:
+    exchanges_path: Path
+    quarantine_path: Path
+    accounts_path: Path | None
+    rows_read: int = 0
+    rows_valid: int = 0
+    rows_quarantined: int = 0
+    duplicates: int = 0
+    accounts_rows_read: int = 0
+    accounts_rows_quarantined: int = 0
+    sources: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+
+def staged_schema() -> pa.Schema:
+    fields = [pa.field(c.name, c.arrow_type) for c in EXCHANGE_COLUMNS]
+    return pa.schema(
+        [*fields, pa.field("_source", pa.string()), pa.field("_line", pa.int64()),
+         pa.field("_extra", pa.string()), pa.field("_seq", pa.int64())]
+    )
+
+
+def _blocks(source: SourceFile, columns: tuple[Column, ...], max_line_bytes: int) -> Iterator[Block]:
+    if source.format == "parquet":
+        return read_parquet(source, columns)
+    return read_jsonl(source, columns, max_line_bytes=max_line_bytes)
+
+
+class _BackgroundWriter:
+    """Parquet writes on a thread (Arrow releases the GIL) so parsing never waits on them.
+
+    The queue is short, so at most a few blocks are in memory at once.
+    """
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self._writer = pq.ParquetWriter(path, schema, compression="snappy")  # staging: speed
+        self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (table := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._writer.write_table(table)
+                except BaseException as err:  # surfaced in the caller's thread on close
+                    self._error = err
+
+    def write(self, table: pa.Table) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(table)
+
+    def __enter__(self) -> _BackgroundWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self._writer.close()
+        if self._error is not None and exc[0] is None:
+            raise self._error
+
+
+class _Quarantine:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh: BinaryIO = path.open("wb")
+        self.count = 0
+
+    def write(self, rejects: Sequence[Reject]) -> None:
+        for r in rejects:
+            self._fh.write(r.to_json() + b"\n")
+        self.count += len(rejects)
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def stage_inputs(
+    inputs: Sequence[str | Path],
+    work_dir: Path,
+    quarantine_path: Path,
+    *,
+    accounts: str | Path | None = None,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    progress: Progress | None = None,
+    memory_limit: str = "1GB",
+) -> StageResult:
+    """Validate ``inputs`` into ``work_dir``; every row ends up valid or quarantined."""
+    started = time.perf_counter()
+    sources = expand_inputs(inputs)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    raw_path = work_dir / "exchanges.staged.parquet"
+    result = StageResult(raw_path, quarantine_path, None, sources=[str(s) for s in sources])
+    total = sum(s.path.stat().st_size for s in sources) or 1
+    done = 0
+    quarantine = _Quarantine(quarantine_path)
+    schema = staged_schema()
+    seq = 0
+    try:
+        with _BackgroundWriter(raw_path, schema) as writer:
+            for source in sources:
+                size = source.path.stat().st_size
+                for block in _blocks(source, EXCHANGE_COLUMNS, max_line_bytes):
+                    result.rows_read += block.rows_read
+                    quarantine.write(block.rejects)
+                    n = block.valid.num_rows
+                    if n:
+                        table = block.valid.append_column(
+                            "_source", pa.array([str(source)] * n, pa.string())
+                        ).append_column("_seq", pa.array(np.arange(seq, seq + n, dtype=np.int64)))
+                        writer.write(table.select(schema.names).cast(schema))
+                        seq += n
+                    if progress is not None:
+                        progress(done + min(block.position, size), total)
+                done += size
+                if progress is not None:
+                    progress(done, total)
+        result.duplicates = _quarantine_duplicates(raw_path, work_dir, quarantine, memory_limit)
+        if result.duplicates:
+            result.exchanges_path = work_dir / "exchanges.valid.parquet"
+        if accounts is not None:
+            result.accounts_path, result.accounts_rows_read, result.accounts_rows_quarantined = (
+                _stage_accounts(accounts, work_dir, quarantine, max_line_bytes)
+            )
+    finally:
+        quarantine.close()
+    result.rows_quarantined = quarantine.count - result.accounts_rows_quarantined
+    result.rows_valid = result.rows_read - result.rows_quarantined
+    result.elapsed_s = time.perf_counter() - started
+    return result
+
+
+def _quarantine_duplicates(
+    raw_path: Path, work_dir: Path, quarantine: _Quarantine, memory_limit: str
+) -> int:
+    """Keep the first row of each ``exchange_id`` (file order, then line); quarantine the rest."""
+    con = connect(memory_limit=memory_limit, temp_dir=work_dir / "spill")
+    t = con.read_parquet(raw_path)
+    ranked = t.select("exchange_id", "_seq", "_source", "_line").mutate(
+        rank=ibis.row_number().over(group_by="exchange_id", order_by="_seq")
+    )
+    firsts = ranked.filter(ranked["rank"] == 0).select(
+        "exchange_id", first_source="_source", first_line="_line"
+    )
+    dups = (
+        ranked.filter(ranked["rank"] > 0)
+        .join(firsts, "exchange_id")
+        .select("_seq", "exchange_id", "_source", "_line", "first_source", "first_line")
+        .order_by("_seq")
+    )
+    count = int(dups.count().execute())
+    if count == 0:
+        return 0
+    dup_seqs = dups.select("_seq")
+    # The raw row of each duplicate, for the quarantine record.
+    full = t.join(dups, "_seq").order_by("_seq")
+    for batch in iter_batches(con, full):
+        rows = batch.to_pylist()
+        rejects = []
+        for r in rows:
+            raw = {k: v for k, v in r.items() if not k.startswith("_") and k not in
+                   ("first_source", "first_line", "exchange_id_right") and v is not None}
+            rejects.append(
+                Reject(
+                    r["_source"], r["_line"],
+                    f"duplicate exchange_id {r['exchange_id']!r} (first seen at {r['first_source']}:{r['first_line']})",
+                    orjson.dumps(raw, default=str).decode(),
+                )
+            )
+        quarantine.write(rejects)
+    valid_path = work_dir / "exchanges.valid.parquet"
+    kept = t.anti_join(dup_seqs, "_seq")
+    con.to_parquet(kept.order_by("_seq"), valid_path, compression="zstd")
+    raw_path.unlink()
+    return count
+
+
+def _stage_accounts(
+    accounts: str | Path, work_dir: Path, quarantine: _Quarantine, max_line_bytes: int
+) -> tuple[Path, int, int]:
+    sources = expand_inputs([accounts])
+    path = work_dir / "accounts.staged.parquet"
+    schema = pa.schema([pa.field(c.name, c.arrow_type) for c in ACCOUNT_COLUMNS])
+    seen: dict[str, tuple[str, int]] = {}
+    read = rejected = 0
+    with pq.ParquetWriter(path, schema) as writer:
+        for source in sources:
+            for block in _blocks(source, ACCOUNT_COLUMNS, max_line_bytes):
+                read += block.rows_read
+                rejects = list(block.rejects)
+                keep = []
+                ids = block.valid.column("account_id").to_pylist()
+                lines = block.valid.column("_line").to_pylist()
+                for i, (acc, line) in enumerate(zip(ids, lines, strict=True)):
+                    if acc in seen:  # accounts are few: an in-memory set is fine here
+                        first = seen[acc]
+                        rejects.append(Reject(str(source), line, f"duplicate account_id {acc!r} "
+                                              f"(first seen at {first[0]}:{first[1]})", orjson.dumps(
+                                                  block.valid.slice(i, 1).drop_columns(["_line", "_extra"]).to_pylist()[0], default=str).decode()))
+                    else:
+                        seen[acc] = (str(source), line)
+                        keep.append(i)
+                quarantine.write(rejects)
+                rejected += len(rejects)
+                writer.write_table(block.valid.take(keep).select(schema.names).cast(schema))
+    if not seen and read == 0:
+        raise InputError("accounts table is empty", source=str(accounts))
+    return path, read, rejected

@@ -1,0 +1,118 @@
+"""Policies as validated data (TOML): which detectors, their weights, thresholds, linking."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from distillguard.errors import ConfigError
+
+# Daily checkpoints: "as of" features use whole days, so rates stay per day.
+_CHECKPOINTS = {"1d": "D"}
+LINK_KEYS = ("payment_fingerprint", "ip", "ip24", "asn", "system_prompt_hash", "user_agent")
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    name: str
+    weight: float
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Policy:
+    threshold: float = 0.5
+    checkpoint: str = "1d"
+    memory_limit: str = "2GB"
+    detectors: tuple[DetectorSpec, ...] = ()
+    link_keys: tuple[str, ...] = ("payment_fingerprint", "ip24", "system_prompt_hash")
+    max_key_accounts: int = 200
+    min_shared_keys: int = 1
+    source: str = "<default>"
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+def _expect(table: dict[str, Any], allowed: set[str], where: str, source: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(f"unknown key '{key}' in [{where}] (allowed: {', '.join(sorted(allowed))})",
+                              source=source)
+
+
+def _num(value: Any, where: str, source: str, *, lo: float, hi: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+        raise ConfigError(f"{where} must be a number in [{lo}, {hi}], got {value!r}", source=source)
+    return float(value)
+
+
+def parse_policy(data: dict[str, Any], source: str = "<policy>") -> Policy:
+    from distillguard.detectors import DETECTORS
+
+    _expect(data, {"scan", "detectors", "linking", "gateway"}, "top level", source)
+    scan = data.get("scan", {})
+    _expect(scan, {"threshold", "checkpoint", "memory_limit"}, "scan", source)
+    threshold = _num(scan.get("threshold", 0.5), "scan.threshold", source, lo=0.0, hi=1.0)
+    checkpoint = str(scan.get("checkpoint", "1d"))
+    if checkpoint not in _CHECKPOINTS:
+        raise ConfigError(f"scan.checkpoint must be one of {sorted(_CHECKPOINTS)}, got {checkpoint!r}",
+                          source=source)
+    specs = []
+    for name, table in data.get("detectors", {}).items():
+        if name not in DETECTORS:
+            raise ConfigError(f"unknown detector '{name}' (known: {', '.join(sorted(DETECTORS))})",
+                              source=source)
+        _expect(table, {"weight", "params"}, f"detectors.{name}", source)
+        weight = _num(table.get("weight", 1.0), f"detectors.{name}.weight", source, lo=0.0, hi=1.0)
+        params = dict(table.get("params", {}))
+        try:
+            DETECTORS[name](**params)
+        except TypeError as err:
+            raise ConfigError(f"detectors.{name}.params: {err}", source=source) from None
+        specs.append(DetectorSpec(name, weight, params))
+    if not specs:
+        raise ConfigError("policy enables no detector", source=source)
+    linking = data.get("linking", {})
+    _expect(linking, {"keys", "max_key_accounts", "min_shared_keys"}, "linking", source)
+    keys = tuple(linking.get("keys", ("payment_fingerprint", "ip24", "system_prompt_hash")))
+    for key in keys:
+        if key not in LINK_KEYS:
+            raise ConfigError(f"linking.keys: unknown key '{key}' (known: {', '.join(LINK_KEYS)})",
+                              source=source)
+    return Policy(
+        threshold=threshold,
+        checkpoint=checkpoint,
+        memory_limit=str(scan.get("memory_limit", "2GB")),
+        detectors=tuple(specs),
+        link_keys=keys,
+        max_key_accounts=int(_num(linking.get("max_key_accounts", 200), "linking.max_key_accounts",
+                                  source, lo=2, hi=1e9)),
+        min_shared_keys=int(_num(linking.get("min_shared_keys", 1), "linking.min_shared_keys", source,
+                                 lo=1, hi=len(LINK_KEYS))),
+        source=source,
+        raw=data,
+    )
+
+
+def load_policy(path: str | Path | None = None) -> Policy:
+    """The policy at ``path``, or the packaged default."""
+    if path is None:
+        text = resources.files("distillguard.policies").joinpath("default.toml").read_text()
+        source = "default.toml"
+    else:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as err:
+            raise ConfigError(f"cannot read policy: {err.strerror}", source=str(path)) from None
+        source = str(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"invalid TOML: {err}", source=source) from None
+    return parse_policy(data, source)
+
+
+def bucket_unit(policy: Policy) -> str:
+    return _CHECKPOINTS[policy.checkpoint]
