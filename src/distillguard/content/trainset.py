@@ -697,6 +697,10 @@ def _fill(template: str, rng: random.Random, pools: _Pools, zh: bool) -> tuple[s
     elif rng.random() < 0.3:
         system = rng.choice(BENIGN_SYSTEMS_ZH if zh else BENIGN_SYSTEMS)
     # Surface variation that real traffic has and templates lack.
+    if rng.random() < 0.5:
+        text = rng.choice(PREFIX_ZH if zh else PREFIX_EN) + text
+    if rng.random() < 0.4:
+        text = text + rng.choice(SUFFIX_ZH if zh else SUFFIX_EN)
     r = rng.random()
     if r < 0.15:
         text = text.lower()
@@ -705,6 +709,12 @@ def _fill(template: str, rng: random.Random, pools: _Pools, zh: bool) -> tuple[s
     return text, system, cap
 
 
+PREFIX_EN = ["Thanks. ", "Ok, next one. ", "Great, now: ", "Hi! ", "Quick question. ", "Hello, ",
+             "Follow-up: ", "Please help. ", "One more thing. ", "Task: ", "Hey, ", "Good. "]
+SUFFIX_EN = [" Thanks!", " Please.", " Be precise.", " Keep it in English.", " Thank you.",
+             " ASAP please.", " :)", " No need to be brief.", " Appreciate it."]
+PREFIX_ZH = ["你好，", "谢谢。", "好的，接下来：", "请帮忙：", "再问一个：", "任务："]
+SUFFIX_ZH = ["谢谢！", "请认真回答。", "麻烦了。", "尽快。"]
 BENIGN_SYSTEMS = ["You are a helpful assistant.", "You are ChatGPT, a large language model.",
                   "You are a friendly tutor for high school students.",
                   "You are a coding assistant. Answer concisely."]

@@ -99,6 +99,11 @@ def read_jsonl(
             raise InputError(f"cannot read further: {err}", source=name) from None
 
 
+def _extra_json(row: dict[str, Any]) -> str | None:
+    present = {k: v for k, v in row.items() if v is not None}
+    return orjson.dumps(present, default=str).decode() if present else None
+
+
 def _explicit_schema(columns: tuple[Column, ...]) -> pa.Schema:
     # ts is left to inference: it may be an RFC 3339 string or an epoch number.
     return pa.schema([pa.field(c.name, c.arrow_type) for c in columns if c.kind != "timestamp"])
@@ -144,6 +149,12 @@ def _fast_block(
     the block), so a block it accepts needs only the value rules checked.
     """
     try:
+        # Arrow's reader lets invalid UTF-8 through into string columns; Python's decoder
+        # is a fast exact check, and a block that fails it takes the careful path.
+        block.data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    try:
         tb = pj.read_json(
             io.BytesIO(block.data),
             read_options=pj.ReadOptions(block_size=4 << 20),  # measured fastest on 2 cores
@@ -173,10 +184,7 @@ def _fast_block(
     extra_names = [c for c in tb.column_names if c not in known]
     extras = None
     if extra_names:
-        extras = [
-            orjson.dumps({k: v for k, v in r.items() if v is not None}, default=str).decode()
-            for r in tb.select(extra_names).to_pylist()
-        ]
+        extras = [_extra_json(r) for r in tb.select(extra_names).to_pylist()]
     numbers = pa.array(np.arange(block.first_line, block.first_line + n, dtype=np.int64))
     table = _assemble(columns, arrays, n, numbers, extras)
     rejects = []

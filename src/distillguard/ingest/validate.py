@@ -131,7 +131,9 @@ def _check_value(kind: Kind, value: object) -> tuple[object, str | None]:
                 return value, None
             return None, "integer out of 64-bit range"
         if t is float and math.isfinite(value) and float(value).is_integer():  # type: ignore[arg-type]
-            return int(value), None  # type: ignore[call-overload]
+            if -(2.0**63) <= value < 2.0**63:  # type: ignore[operator]
+                return int(value), None  # type: ignore[call-overload]
+            return None, "integer out of 64-bit range"
         return None, f"expected an integer, got {_type_name(value)} {_short(value)}"
     if kind == "float":
         if t is int or t is float:

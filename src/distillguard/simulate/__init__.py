@@ -21,7 +21,15 @@ from distillguard.simulate.config import (
     Scenario,
 )
 
-__all__ = ["SCALES", "Camouflage", "CampaignSpec", "PopulationSpec", "Scale", "Scenario", "simulate"]
+__all__ = [
+    "SCALES",
+    "Camouflage",
+    "CampaignSpec",
+    "PopulationSpec",
+    "Scale",
+    "Scenario",
+    "simulate",
+]
 
 
 def simulate(

@@ -53,12 +53,17 @@ def _prompts(data: Path) -> dict[str, object]:
     user = []
     for r in _jsonl(data / "self_instruct" / "user_oriented_instructions.jsonl"):
         inst = r["instances"][0] if r.get("instances") else {"input": ""}  # type: ignore[index]
-        user.append({"app": r["motivation_app"], "instruction": r["instruction"], "input": inst["input"]})
+        user.append(
+            {"app": r["motivation_app"], "instruction": r["instruction"], "input": inst["input"]}
+        )
     gsm = [str(r["question"]) for r in _jsonl(data / "gsm8k" / "test.jsonl")]
     gsm += [str(r["question"]) for r in _jsonl(data / "gsm8k" / "train.jsonl")[:1500]]
     math = [str(r["question"]) for r in _jsonl(data / "math500" / "test.jsonl")]
     humaneval = [str(r["prompt"]) for r in _jsonl(data / "humaneval" / "HumanEval.jsonl.gz")]
-    tau = [{"env": r["env"], "instruction": r["instruction"]} for r in _jsonl(data / "tau_bench" / "tau_bench_user_instructions.jsonl")]
+    tau = [
+        {"env": r["env"], "instruction": r["instruction"]}
+        for r in _jsonl(data / "tau_bench" / "tau_bench_user_instructions.jsonl")
+    ]
     roles = {
         "user": (data / "camel" / "user_roles.txt").read_text().split("\n"),
         "assistant": (data / "camel" / "assistant_roles.txt").read_text().split("\n"),
@@ -88,7 +93,9 @@ def _mixture_quantiles(dists: list[dict[float, float]]) -> np.ndarray:
     keys = np.array(sorted(merged))
     cdf = np.cumsum([merged[k] for k in keys])
     cdf /= cdf[-1]
-    return keys[np.searchsorted(cdf, np.linspace(0, 1, N_Q)).clip(0, len(keys) - 1)].astype(np.float32)
+    return keys[np.searchsorted(cdf, np.linspace(0, 1, N_Q)).clip(0, len(keys) - 1)].astype(
+        np.float32
+    )
 
 
 def _lengths(data: Path) -> dict[str, np.ndarray]:
@@ -99,7 +106,9 @@ def _lengths(data: Path) -> dict[str, np.ndarray]:
         out[f"azure_{name}_out"] = _q(d.GeneratedTokens.to_numpy())
         ts = pd.to_datetime(d.TIMESTAMP).to_numpy().astype("int64") / 1e9
         gaps = np.diff(np.sort(ts))
-        out[f"azure_{name}_stats"] = np.array([gaps.std() / gaps.mean(), len(d) / (ts.max() - ts.min())], dtype=np.float32)
+        out[f"azure_{name}_stats"] = np.array(
+            [gaps.std() / gaps.mean(), len(d) / (ts.max() - ts.min())], dtype=np.float32
+        )
     for name in ("conversation", "synthetic"):
         d = pd.read_json(data / "mooncake" / f"{name}_trace.jsonl", lines=True)
         out[f"mooncake_{name}_in"] = _q(d.input_length.to_numpy())

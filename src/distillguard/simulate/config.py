@@ -66,7 +66,7 @@ class Scale:
 
 SCALES: dict[str, Scale] = {
     "tiny": Scale("tiny", days=3, factor=0.0012, chunk_hours=24),
-    "default": Scale("default", days=14, factor=0.0055, chunk_hours=24),
+    "default": Scale("default", days=14, factor=0.006, chunk_hours=24),
     "full": Scale("full", days=42, factor=1.0, chunk_hours=3),
 }
 
@@ -76,37 +76,85 @@ RELEASE_FRAC = 0.6  # the new model ships 60% of the way through the span
 
 def default_populations() -> tuple[PopulationSpec, ...]:
     return (
-        PopulationSpec("chat", "chat", accounts=90_000, daily=14.0, min_accounts=40),
-        PopulationSpec("dev_app", "dev_app", accounts=3_000, daily=150.0, min_accounts=12),
-        PopulationSpec("enterprise_batch", "enterprise_batch", accounts=40, daily=9_000.0, min_accounts=2),
+        PopulationSpec("chat", "chat", accounts=65_000, daily=14.0, min_accounts=40),
+        PopulationSpec("dev_app", "dev_app", accounts=2_500, daily=150.0, min_accounts=12),
+        PopulationSpec(
+            "enterprise_batch", "enterprise_batch", accounts=80, daily=4_000.0, min_accounts=2
+        ),
         PopulationSpec("benchmark", "benchmark", accounts=150, daily=600.0, min_accounts=4),
-        PopulationSpec("reseller", "reseller", accounts=30, daily=6_000.0, min_accounts=2),
+        PopulationSpec("reseller", "reseller", accounts=50, daily=3_000.0, min_accounts=2),
         PopulationSpec("agent", "agent", accounts=2_000, daily=150.0, min_accounts=8),
-        PopulationSpec("nat", "nat", accounts=5_000, daily=18.0, min_accounts=60),
-        PopulationSpec("gray_synthetic", "gray_synthetic", accounts=100, daily=400.0, min_accounts=3),
+        PopulationSpec("nat", "nat", accounts=5_000, daily=18.0, min_accounts=50),
+        PopulationSpec(
+            "gray_synthetic", "gray_synthetic", accounts=100, daily=400.0, min_accounts=3
+        ),
     )
 
 
 def default_campaigns() -> tuple[CampaignSpec, ...]:
     camo = Camouflage(
-        human_timing=0.9, unique_ips=True, shared_payment=0.0, paraphrase=1.0,
-        benign_mix=0.25, elicitation=0.4, mimic_params=True, aged_accounts=True,
+        human_timing=0.9,
+        unique_ips=True,
+        shared_payment=0.0,
+        paraphrase=1.0,
+        benign_mix=0.25,
+        elicitation=0.4,
+        mimic_params=True,
+        aged_accounts=True,
     )
     return (
-        CampaignSpec("deepseek_like-a", "deepseek_like", accounts=36, daily=60.0,
-                     camouflage=Camouflage(shared_payment=0.8, paraphrase=0.1), start_frac=0.1, end_frac=0.9),
-        CampaignSpec("deepseek_like-b", "deepseek_like", accounts=24, daily=60.0, camouflage=camo,
-                     start_frac=0.1, end_frac=0.9),
-        CampaignSpec("moonshot_like-a", "moonshot_like", accounts=250, daily=190.0,
-                     camouflage=Camouflage(shared_payment=0.3, paraphrase=0.3, human_timing=0.3)),
-        CampaignSpec("moonshot_like-b", "moonshot_like", accounts=170, daily=190.0, camouflage=camo),
-        CampaignSpec("minimax_like-a", "minimax_like", accounts=900, daily=210.0,
-                     camouflage=Camouflage(shared_payment=0.5, paraphrase=0.2)),
+        CampaignSpec(
+            "deepseek_like-a",
+            "deepseek_like",
+            accounts=36,
+            daily=60.0,
+            camouflage=Camouflage(shared_payment=0.8, paraphrase=0.1),
+            start_frac=0.1,
+            end_frac=0.9,
+        ),
+        CampaignSpec(
+            "deepseek_like-b",
+            "deepseek_like",
+            accounts=24,
+            daily=60.0,
+            camouflage=camo,
+            start_frac=0.1,
+            end_frac=0.9,
+        ),
+        CampaignSpec(
+            "moonshot_like-a",
+            "moonshot_like",
+            accounts=250,
+            daily=190.0,
+            camouflage=Camouflage(shared_payment=0.3, paraphrase=0.3, human_timing=0.3),
+        ),
+        CampaignSpec(
+            "moonshot_like-b", "moonshot_like", accounts=170, daily=190.0, camouflage=camo
+        ),
+        CampaignSpec(
+            "minimax_like-a",
+            "minimax_like",
+            accounts=900,
+            daily=210.0,
+            camouflage=Camouflage(shared_payment=0.5, paraphrase=0.2),
+        ),
         CampaignSpec("minimax_like-b", "minimax_like", accounts=600, daily=210.0, camouflage=camo),
-        CampaignSpec("hydra-a", "hydra", accounts=15_000, daily=27.5, relay_share=0.3,
-                     camouflage=Camouflage(shared_payment=0.2, paraphrase=0.4)),
-        CampaignSpec("hydra-b", "hydra", accounts=10_000, daily=27.5, relay_share=0.3,
-                     camouflage=replace(camo, benign_mix=0.0)),
+        CampaignSpec(
+            "hydra-a",
+            "hydra",
+            accounts=15_000,
+            daily=27.5,
+            relay_share=0.3,
+            camouflage=Camouflage(shared_payment=0.2, paraphrase=0.4),
+        ),
+        CampaignSpec(
+            "hydra-b",
+            "hydra",
+            accounts=10_000,
+            daily=27.5,
+            relay_share=0.3,
+            camouflage=replace(camo, benign_mix=0.0),
+        ),
     )
 
 

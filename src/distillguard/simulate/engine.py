@@ -49,13 +49,45 @@ from distillguard.simulate.populations import (
 Arr = npt.NDArray[Any]
 HOUR = 3600.0
 # Mean-one diurnal profile of human use by local hour (quiet at night, two daytime peaks).
-_DIURNAL = np.array([0.25, 0.15, 0.1, 0.08, 0.08, 0.12, 0.3, 0.6, 1.0, 1.3, 1.45, 1.5,
-                     1.35, 1.4, 1.5, 1.5, 1.4, 1.3, 1.2, 1.3, 1.45, 1.4, 1.0, 0.55])
+_DIURNAL = np.array(
+    [
+        0.25,
+        0.15,
+        0.1,
+        0.08,
+        0.08,
+        0.12,
+        0.3,
+        0.6,
+        1.0,
+        1.3,
+        1.45,
+        1.5,
+        1.35,
+        1.4,
+        1.5,
+        1.5,
+        1.4,
+        1.3,
+        1.2,
+        1.3,
+        1.45,
+        1.4,
+        1.0,
+        0.55,
+    ]
+)
 DIURNAL = _DIURNAL / _DIURNAL.mean()
 LENGTH_SOURCES = ("azure_conv", "azure_code", "mooncake_conversation", "mooncake_synthetic", "r1")
 CONV, CODE, MOON, MOON_SYN, R1 = range(5)
 SALT_ACCOUNT, SALT_EXCHANGE, SALT_CONV, SALT_KEY, SALT_PAY, SALT_ORG = (
-    0x1F3A, 0x2B4C, 0x3D5E, 0x4F60, 0x5A71, 0x6B82)
+    0x1F3A,
+    0x2B4C,
+    0x3D5E,
+    0x4F60,
+    0x5A71,
+    0x6B82,
+)
 
 
 @lru_cache(maxsize=1)
@@ -87,10 +119,14 @@ def _shape(g: Group, hours: Arr) -> Arr:
     human = DIURNAL[local.astype(np.int64)] * weekend
     if g.timing == "servegen":
         sg = servegen()["shape"]
-        base = sg[g.servegen_client[:, None], (hours[None, :] + g.servegen_offset[:, None]) % sg.shape[1]]
+        base = sg[
+            g.servegen_client[:, None], (hours[None, :] + g.servegen_offset[:, None]) % sg.shape[1]
+        ]
     elif g.timing == "sync":
         # The whole campaign works the same few hours of every day (operator shifts).
-        active = g.extra.setdefault("sync_hours", np.random.default_rng(len(g.name)).choice(24, 7, replace=False))
+        active = g.extra.setdefault(
+            "sync_hours", np.random.default_rng(len(g.name)).choice(24, 7, replace=False)
+        )
         base = np.broadcast_to(np.isin(hours % 24, active) * (24 / 7), (g.n, len(hours)))
     elif g.timing == "human":
         return human
@@ -100,7 +136,9 @@ def _shape(g: Group, hours: Arr) -> Arr:
 
 
 def _noise_k(g: Group) -> float:
-    return {"human": 3.0, "servegen": 4.0, "batch": 0.3, "sync": 60.0, "machine": 30.0}.get(g.timing, 4.0)
+    return {"human": 3.0, "servegen": 4.0, "batch": 0.3, "sync": 60.0, "machine": 30.0}.get(
+        g.timing, 4.0
+    )
 
 
 @dataclass
@@ -147,9 +185,15 @@ class Exchanges:
     conv: Arr  # global session counter
 
 
-def _expand(g: Group, s: Sessions, ctx: Ctx, rng: np.random.Generator, counter: list[int]) -> Exchanges:
+def _expand(
+    g: Group, s: Sessions, ctx: Ctx, rng: np.random.Generator, counter: list[int]
+) -> Exchanges:
     n = len(s.acct)
-    turns = np.ones(n, dtype=np.int64) if g.turns_mean <= 1 else np.minimum(rng.geometric(1 / g.turns_mean, n), 40)
+    turns = (
+        np.ones(n, dtype=np.int64)
+        if g.turns_mean <= 1
+        else np.minimum(rng.geometric(1 / g.turns_mean, n), 40)
+    )
     conv = np.arange(counter[0], counter[0] + n, dtype=np.int64)
     counter[0] += n
     total = int(turns.sum())
@@ -158,23 +202,36 @@ def _expand(g: Group, s: Sessions, ctx: Ctx, rng: np.random.Generator, counter: 
     gaps = np.where(turn > 0, g.turn_gap * np.exp(0.8 * rng.standard_normal(total)), 0.0)
     cum = np.cumsum(gaps)
     offset = cum - np.repeat(cum[first], turns)
-    return Exchanges(np.repeat(s.acct, turns), np.repeat(s.ts, turns) + offset, turn, np.repeat(conv, turns))
+    return Exchanges(
+        np.repeat(s.acct, turns), np.repeat(s.ts, turns) + offset, turn, np.repeat(conv, turns)
+    )
 
 
-def _benchmark_runs(g: Group, h0: int, h1: int, rng: np.random.Generator, counter: list[int]) -> tuple[Exchanges, Arr, Arr]:
+def _benchmark_runs(
+    g: Group, h0: int, h1: int, rng: np.random.Generator, counter: list[int]
+) -> tuple[Exchanges, Arr, Arr]:
     """Whole benchmark sweeps: GSM8K, MATH or HumanEval in dataset order, thousands at once."""
     c = T.corpus()
     sizes = np.array([len(c.gsm8k), len(c.math), len(c.code)])
     hours = np.arange(h0, h1)
     runs_per_day = g.daily / 900.0
-    lam = runs_per_day[:, None] / 24.0 * _shape(g, hours) * (hours[None, :] * HOUR >= g.active_from[:, None])
+    lam = (
+        runs_per_day[:, None]
+        / 24.0
+        * _shape(g, hours)
+        * (hours[None, :] * HOUR >= g.active_from[:, None])
+    )
     counts = rng.poisson(lam)
     a_idx, h_idx = np.nonzero(counts)
     cnt = counts[a_idx, h_idx]
     racct = np.repeat(a_idx, cnt)
     rstart = np.repeat(hours[h_idx], cnt) * HOUR + rng.random(len(racct)) * HOUR
     bench = rng.choice(3, len(racct), p=[0.5, 0.3, 0.2])
-    size = np.where(rng.random(len(racct)) < 0.6, sizes[bench], rng.integers(100, 500, len(racct)) % sizes[bench] + 50)
+    size = np.where(
+        rng.random(len(racct)) < 0.6,
+        sizes[bench],
+        rng.integers(100, 500, len(racct)) % sizes[bench] + 50,
+    )
     rate = rng.uniform(1.0, 8.0, len(racct))
     first = np.cumsum(size) - size
     item = np.arange(int(size.sum())) - np.repeat(first, size)
@@ -184,7 +241,9 @@ def _benchmark_runs(g: Group, h0: int, h1: int, rng: np.random.Generator, counte
     ex = Exchanges(np.repeat(racct, size), ts, np.zeros(len(item), dtype=np.int64), conv)
     # One model per run: harnesses pin the model under test.
     run_model = np.where(rng.random(len(racct)) < 0.5, 2, rng.integers(0, 2, len(racct)))
-    run_model = np.where(rstart >= g.adopt_at[racct], np.where(rng.random(len(racct)) < 0.7, 3, run_model), run_model)
+    run_model = np.where(
+        rstart >= g.adopt_at[racct], np.where(rng.random(len(racct)) < 0.7, 3, run_model), run_model
+    )
     return ex, np.repeat(bench, size) * 10_000 + item, np.repeat(run_model, size)
 
 
@@ -221,17 +280,47 @@ def _chatty(turn: Arr, homework: Arr, rng: np.random.Generator) -> tuple[pa.Arra
     code = np.flatnonzero((turn == 0) & (u >= homework) & (u < homework + 0.08))
     rest = np.flatnonzero((turn == 0) & (u >= homework + 0.08))
     student = rng.random(len(hw)) < 0.6
-    hw_close = _assemble(len(hw), [
-        (np.flatnonzero(student), T.rand_pick(T.STUDENT_CLOSERS, int(student.sum()), rng)),
-        (np.flatnonzero(~student), T.rand_pick(T.CHAT_CLOSERS, int((~student).sum()), rng)),
-    ])
-    code_lead = ["why does this fail?\n", "can you finish this function?\n", "", "explain this code:\n",
-                 "这段代码怎么写？\n", "write tests for:\n", "what's the complexity of this?\n"]
+    hw_close = _assemble(
+        len(hw),
+        [
+            (np.flatnonzero(student), T.rand_pick(T.STUDENT_CLOSERS, int(student.sum()), rng)),
+            (np.flatnonzero(~student), T.rand_pick(T.CHAT_CLOSERS, int((~student).sum()), rng)),
+        ],
+    )
+    code_lead = [
+        "why does this fail?\n",
+        "can you finish this function?\n",
+        "",
+        "explain this code:\n",
+        "这段代码怎么写？\n",
+        "write tests for:\n",
+        "what's the complexity of this?\n",
+    ]
     parts = [
-        (follow, T.join(T.rand_pick(T.FOLLOW_UPS, len(follow), rng), T.rand_pick(["", "", "", " thanks", "?", " pls"], len(follow), rng))),
-        (hw, T.join(T.rand_pick(T.CHAT_OPENERS, len(hw), rng), T.rand_pick(c.homework, len(hw), rng), hw_close)),
+        (
+            follow,
+            T.join(
+                T.rand_pick(T.FOLLOW_UPS, len(follow), rng),
+                T.rand_pick(["", "", "", " thanks", "?", " pls"], len(follow), rng),
+            ),
+        ),
+        (
+            hw,
+            T.join(
+                T.rand_pick(T.CHAT_OPENERS, len(hw), rng),
+                T.rand_pick(c.homework, len(hw), rng),
+                hw_close,
+            ),
+        ),
         (code, T.join(T.rand_pick(code_lead, len(code), rng), T.rand_pick(c.code, len(code), rng))),
-        (rest, T.join(T.rand_pick(T.CHAT_OPENERS, len(rest), rng), T.rand_pick(c.chat, len(rest), rng), T.rand_pick(T.CHAT_CLOSERS, len(rest), rng))),
+        (
+            rest,
+            T.join(
+                T.rand_pick(T.CHAT_OPENERS, len(rest), rng),
+                T.rand_pick(c.chat, len(rest), rng),
+                T.rand_pick(T.CHAT_CLOSERS, len(rest), rng),
+            ),
+        ),
     ]
     out_src = np.full(n, CONV)
     out_src[code] = CODE
@@ -246,36 +335,65 @@ def _content(g: Group, ex: Exchanges, rng: np.random.Generator) -> Content:
         prompt, i_src, o_src = _chatty(ex.turn, g.extra["homework"][ex.acct], rng)
         return Content(prompt, false, i_src, o_src)
     if g.kind == "dev_app":
-        body = _assemble(n, [
-            (np.flatnonzero(m := rng.random(n) < 0.6), T.rand_pick(c.fillers, int(m.sum()), rng)),
-            (np.flatnonzero(~m), T.rand_pick(c.chat, int((~m).sum()), rng)),
-        ])
+        body = _assemble(
+            n,
+            [
+                (
+                    np.flatnonzero(m := rng.random(n) < 0.6),
+                    T.rand_pick(c.fillers, int(m.sum()), rng),
+                ),
+                (np.flatnonzero(~m), T.rand_pick(c.chat, int((~m).sum()), rng)),
+            ],
+        )
         src = np.where(g.extra["app"][ex.acct] % 3 == 0, CODE, CONV)
         return Content(body, false, src, src)
     if g.kind == "enterprise_batch":
         which = g.extra["templates"][ex.acct, (rng.random(n) < 0.3).astype(np.int64)]
         ids = T.numbers(n, rng, 10_000, 99_999_999)
-        prefix_tpl = np.array(T.BATCH_FILLERS_PREFIX, dtype=object)[g.extra["templates"][ex.acct, 0] % len(T.BATCH_FILLERS_PREFIX)]
+        prefix_tpl = np.array(T.BATCH_FILLERS_PREFIX, dtype=object)[
+            g.extra["templates"][ex.acct, 0] % len(T.BATCH_FILLERS_PREFIX)
+        ]
         pre = T.render(list(dict.fromkeys(prefix_tpl)), _index_of(prefix_tpl), n=ids)
-        prompt = T.join(T.pick(c.t0_prefix, which), pre, T.rand_pick(c.fillers, n, rng), T.pick(c.t0_suffix, which))
+        prompt = T.join(
+            T.pick(c.t0_prefix, which),
+            pre,
+            T.rand_pick(c.fillers, n, rng),
+            T.pick(c.t0_suffix, which),
+        )
         return Content(prompt, false, np.full(n, CODE), np.full(n, CODE))
     if g.kind == "agent":
         first = np.flatnonzero(ex.turn == 0)
         later = np.flatnonzero(ex.turn > 0)
         empty = rng.random(len(later)) < 0.6
-        later_txt = _assemble(len(later), [
-            (np.flatnonzero(empty), pa.array([""] * int(empty.sum()), type=pa.string())),
-            (np.flatnonzero(~empty), T.rand_pick(T.FOLLOW_UPS, int((~empty).sum()), rng)),
-        ])
+        later_txt = _assemble(
+            len(later),
+            [
+                (np.flatnonzero(empty), pa.array([""] * int(empty.sum()), type=pa.string())),
+                (np.flatnonzero(~empty), T.rand_pick(T.FOLLOW_UPS, int((~empty).sum()), rng)),
+            ],
+        )
         lead = ["", "User goal: ", "Customer: ", "Task: ", ""]
-        prompt = _assemble(n, [
-            (first, T.join(T.rand_pick(lead, len(first), rng), T.rand_pick(c.agent, len(first), rng))),
-            (later, later_txt),
-        ])
+        prompt = _assemble(
+            n,
+            [
+                (
+                    first,
+                    T.join(
+                        T.rand_pick(lead, len(first), rng), T.rand_pick(c.agent, len(first), rng)
+                    ),
+                ),
+                (later, later_txt),
+            ],
+        )
         return Content(prompt, false, np.full(n, MOON), np.full(n, MOON))
     if g.kind == "gray_synthetic":
         tpl = rng.integers(0, len(T.GRAY_TEMPLATES), n)
-        prompt = T.render(T.GRAY_TEMPLATES, tpl, n=T.numbers(n, rng, 5, 200), topic=T.rand_pick(T.GRAY_TOPICS, n, rng))
+        prompt = T.render(
+            T.GRAY_TEMPLATES,
+            tpl,
+            n=T.numbers(n, rng, 5, 200),
+            topic=T.rand_pick(T.GRAY_TOPICS, n, rng),
+        )
         return Content(prompt, false, np.full(n, CONV), np.full(n, R1))
     return _attack_content(g, ex, rng)
 
@@ -283,7 +401,11 @@ def _content(g: Group, ex: Exchanges, rng: np.random.Generator) -> Content:
 def _index_of(values: Arr) -> Arr:
     uniq = list(dict.fromkeys(values))
     lookup = {v: i for i, v in enumerate(uniq)}
-    return np.array([lookup[v] for v in values], dtype=np.int64) if len(uniq) > 1 else np.zeros(len(values), dtype=np.int64)
+    return (
+        np.array([lookup[v] for v in values], dtype=np.int64)
+        if len(uniq) > 1
+        else np.zeros(len(values), dtype=np.int64)
+    )
 
 
 _MIX = {
@@ -325,30 +447,63 @@ def _attack_content(g: Group, ex: Exchanges, rng: np.random.Generator) -> Conten
         m = len(sel)
         e = elicit[sel_local]
         if k in (0, 6):
-            body = T.rand_pick(c.chat if k == 0 else c.homework, m, rng) if camo.paraphrase >= 0.5 else _sweep(g, c.chat if k == 0 else c.homework, m)
+            body = (
+                T.rand_pick(c.chat if k == 0 else c.homework, m, rng)
+                if camo.paraphrase >= 0.5
+                else _sweep(g, c.chat if k == 0 else c.homework, m)
+            )
             txt = _wrap(body, e, style, camo.paraphrase, rng)
         elif k == 1:
             q = T.rand_pick(c.homework, m, rng)
-            r = T.join("The answer is ", T.numbers(m, rng, 1, 500), ". ", T.rand_pick(c.fillers, m, rng))
-            txt = T.render(T.RUBRIC_TEMPLATES, _styled(len(T.RUBRIC_TEMPLATES), m, camo.paraphrase, rng, g), q=q, r=r)
+            r = T.join(
+                "The answer is ", T.numbers(m, rng, 1, 500), ". ", T.rand_pick(c.fillers, m, rng)
+            )
+            txt = T.render(
+                T.RUBRIC_TEMPLATES,
+                _styled(len(T.RUBRIC_TEMPLATES), m, camo.paraphrase, rng, g),
+                q=q,
+                r=r,
+            )
         elif k == 2:
-            txt = T.render(T.REWRITE_TEMPLATES, _styled(len(T.REWRITE_TEMPLATES), m, camo.paraphrase, rng, g), r=T.rand_pick(c.fillers, m, rng))
+            txt = T.render(
+                T.REWRITE_TEMPLATES,
+                _styled(len(T.REWRITE_TEMPLATES), m, camo.paraphrase, rng, g),
+                r=T.rand_pick(c.fillers, m, rng),
+            )
             out_src[sel] = CONV
         elif k == 3:
             body = T.rand_pick(c.code, m, rng)
-            wrapped = T.render(T.CODE_WRAPPERS, _styled(len(T.CODE_WRAPPERS), m, camo.paraphrase, rng, g), q=body)
-            txt = _assemble(m, [(np.flatnonzero(e), wrapped.take(pa.array(np.flatnonzero(e)))),
-                                (np.flatnonzero(~e), body.take(pa.array(np.flatnonzero(~e))))])
+            wrapped = T.render(
+                T.CODE_WRAPPERS, _styled(len(T.CODE_WRAPPERS), m, camo.paraphrase, rng, g), q=body
+            )
+            txt = _assemble(
+                m,
+                [
+                    (np.flatnonzero(e), wrapped.take(pa.array(np.flatnonzero(e)))),
+                    (np.flatnonzero(~e), body.take(pa.array(np.flatnonzero(~e)))),
+                ],
+            )
             in_src[sel] = CODE
         elif k == 4:
             body = T.rand_pick(c.agent, m, rng)
-            wrapped = T.render(T.AGENT_WRAPPERS, _styled(len(T.AGENT_WRAPPERS), m, camo.paraphrase, rng, g), q=body)
-            txt = _assemble(m, [(np.flatnonzero(e), wrapped.take(pa.array(np.flatnonzero(e)))),
-                                (np.flatnonzero(~e), body.take(pa.array(np.flatnonzero(~e))))])
+            wrapped = T.render(
+                T.AGENT_WRAPPERS, _styled(len(T.AGENT_WRAPPERS), m, camo.paraphrase, rng, g), q=body
+            )
+            txt = _assemble(
+                m,
+                [
+                    (np.flatnonzero(e), wrapped.take(pa.array(np.flatnonzero(e)))),
+                    (np.flatnonzero(~e), body.take(pa.array(np.flatnonzero(~e)))),
+                ],
+            )
             tools[sel] = rng.integers(4, 24, m)
             in_src[sel] = MOON
         else:
-            txt = T.render(T.COMPUTER_USE, _styled(len(T.COMPUTER_USE), m, camo.paraphrase, rng, g), g=T.rand_pick(T.COMPUTER_GOALS, m, rng))
+            txt = T.render(
+                T.COMPUTER_USE,
+                _styled(len(T.COMPUTER_USE), m, camo.paraphrase, rng, g),
+                g=T.rand_pick(T.COMPUTER_GOALS, m, rng),
+            )
             tools[sel] = rng.integers(3, 12, m)
             in_src[sel] = MOON_SYN
         parts.append((sel, txt))
@@ -374,12 +529,19 @@ def _styled(size: int, m: int, paraphrase: float, rng: np.random.Generator, g: G
     return np.asarray(allowed[rng.integers(0, k, m)], dtype=np.int64)
 
 
-def _wrap(body: pa.Array, elicit: Arr, style: dict[str, Any], paraphrase: float, rng: np.random.Generator) -> pa.Array:
+def _wrap(
+    body: pa.Array, elicit: Arr, style: dict[str, Any], paraphrase: float, rng: np.random.Generator
+) -> pa.Array:
     m = len(body)
     lead = T.pick(T.ATTACK_LEADS, style["leads"][rng.integers(0, len(style["leads"]), m)])
     cot_idx = style["cot"][rng.integers(0, len(style["cot"]), m)]
-    cot = _assemble(m, [(np.flatnonzero(elicit), T.pick(T.ATTACK_COT, cot_idx[elicit])),
-                        (np.flatnonzero(~elicit), pa.array([""] * int((~elicit).sum()), type=pa.string()))])
+    cot = _assemble(
+        m,
+        [
+            (np.flatnonzero(elicit), T.pick(T.ATTACK_COT, cot_idx[elicit])),
+            (np.flatnonzero(~elicit), pa.array([""] * int((~elicit).sum()), type=pa.string())),
+        ],
+    )
     fmt = T.pick(T.ATTACK_FORMATS, style["formats"][rng.integers(0, len(style["formats"]), m)])
     seps = ["\n\n", "\n", " "] if paraphrase >= 0.5 else ["\n\n"]
     sep = T.rand_pick(seps, m, rng)
@@ -394,8 +556,16 @@ def _wrap(body: pa.Array, elicit: Arr, style: dict[str, Any], paraphrase: float,
 # -- columns -------------------------------------------------------------------------
 
 
-def _table(g: Group, ex: Exchanges, content: Content, ctx: Ctx, rng: np.random.Generator, start_us: int,
-           account_ids: pa.Array, model_override: Arr | None = None) -> pa.Table:
+def _table(
+    g: Group,
+    ex: Exchanges,
+    content: Content,
+    ctx: Ctx,
+    rng: np.random.Generator,
+    start_us: int,
+    account_ids: pa.Array,
+    model_override: Arr | None = None,
+) -> pa.Table:
     n = len(ex.acct)
     a = ex.acct
     infra = ctx.infra
@@ -405,7 +575,9 @@ def _table(g: Group, ex: Exchanges, content: Content, ctx: Ctx, rng: np.random.G
     else:
         cp = np.cumsum(g.model_p[a], axis=1)
         model = (rng.random(n)[:, None] > cp).sum(axis=1).clip(0, 2)
-        adopt = (ex.ts >= g.adopt_at[a]) & (ex.ts >= ctx.release_s) & (rng.random(n) < g.adopt_share[a])
+        adopt = (
+            (ex.ts >= g.adopt_at[a]) & (ex.ts >= ctx.release_s) & (rng.random(n) < g.adopt_share[a])
+        )
         model = np.where(adopt, 3, model)
     endpoint = np.where(rng.random(n) < g.endpoint_mix, rng.integers(0, 4, n), g.endpoint[a])
     ips = g.ip.draw(a, rng)
@@ -414,20 +586,33 @@ def _table(g: Group, ex: Exchanges, content: Content, ctx: Ctx, rng: np.random.G
     sys_idx = g.system_idx[a]
     sys_pool = pa.array([*g.systems, None], type=pa.string())
     system = sys_pool.take(pa.array(np.where(sys_idx >= 0, sys_idx, len(g.systems))))
-    prompt_tok = np.asarray(pc.utf8_length(content.prompt).to_numpy(zero_copy_only=False), dtype=np.float64) / 3.6
-    sys_tok = np.array([len(s) / 3.6 for s in g.systems] + [0.0])[np.where(sys_idx >= 0, sys_idx, len(g.systems))]
+    prompt_tok = (
+        np.asarray(pc.utf8_length(content.prompt).to_numpy(zero_copy_only=False), dtype=np.float64)
+        / 3.6
+    )
+    sys_tok = np.array([len(s) / 3.6 for s in g.systems] + [0.0])[
+        np.where(sys_idx >= 0, sys_idx, len(g.systems))
+    ]
     growth = 1.0 + 0.35 * ex.turn
-    sampled = _sample_len(content.in_src, "in", rng) * np.where(g.kind == "enterprise_batch", 0.25, 1.0)
+    sampled = _sample_len(content.in_src, "in", rng) * np.where(
+        g.kind == "enterprise_batch", 0.25, 1.0
+    )
     input_tokens = np.maximum(prompt_tok + sys_tok + 8, sampled * growth).astype(np.int64)
     output = _sample_len(content.out_src, "out", rng)
     reasoning = np.isin(model, (2, 3))
-    output = np.where(reasoning & (content.out_src != R1), output * rng.uniform(1.5, 4.0, n), output)
+    output = np.where(
+        reasoning & (content.out_src != R1), output * rng.uniform(1.5, 4.0, n), output
+    )
     max_tokens = g.max_tokens[a]
     output = np.where(max_tokens > 0, np.minimum(output, max_tokens), output).astype(np.int64) + 1
     reasoning_tokens = np.where(reasoning, (output * rng.uniform(0.4, 0.9, n)).astype(np.int64), 0)
     logprobs = rng.random(n) < g.logprobs[a]
     temp = g.temperature[a]
-    tools = g.tools[a] if content.tools is None else np.maximum(content.tools, g.tools[a] * (content.tools > 0))
+    tools = (
+        g.tools[a]
+        if content.tools is None
+        else np.maximum(content.tools, g.tools[a] * (content.tools > 0))
+    )
     has_sys = sys_idx >= 0
     status = np.where(rng.random(n) < 0.006, 429, np.where(rng.random(n) < 0.003, 500, 200))
     latency = (180 + output * rng.uniform(8, 25, n)) * np.exp(0.3 * rng.standard_normal(n))
@@ -451,17 +636,23 @@ def _table(g: Group, ex: Exchanges, content: Content, ctx: Ctx, rng: np.random.G
         "endpoint": pa.array(ENDPOINTS[endpoint], type=pa.string()),
         "ip": ip_strings(ips),
         "asn": pa.array(infra.asn[asn_i]),
-        "country": pa.array(np.array(COUNTRIES, dtype=object)[infra.country[asn_i]], type=pa.string()),
+        "country": pa.array(
+            np.array(COUNTRIES, dtype=object)[infra.country[asn_i]], type=pa.string()
+        ),
         "user_agent": pa.array(np.array(infra.user_agents, dtype=object)[ua], type=pa.string()),
         "payment_fingerprint": hex_ids("pm-", g.payment[a].astype(np.uint64), SALT_PAY, 16),
         "system_prompt": system,
         "conversation_id": masked(conv_ids, conv_flag),
         "turn_index": pa.array(ex.turn.astype(np.int64)),
-        "messages_count": pa.array((1 + 2 * ex.turn + has_sys + (tools > 0) * ex.turn).astype(np.int64)),
+        "messages_count": pa.array(
+            (1 + 2 * ex.turn + has_sys + (tools > 0) * ex.turn).astype(np.int64)
+        ),
         "reasoning_tokens": pa.array(reasoning_tokens),
         "max_tokens": pa.array(max_tokens.astype(np.int64), mask=max_tokens <= 0),
         "temperature": pa.array(temp, mask=np.isnan(temp)),
-        "top_p": pa.array(np.where(g.payment[a] % 5 == 0, 0.95, np.nan), mask=g.payment[a] % 5 != 0),
+        "top_p": pa.array(
+            np.where(g.payment[a] % 5 == 0, 0.95, np.nan), mask=g.payment[a] % 5 != 0
+        ),
         "n": pa.array(g.n_choices[a].astype(np.int64)),
         "logprobs": pa.array(logprobs),
         "top_logprobs": pa.array(np.full(n, 5, dtype=np.int64), mask=~logprobs),
@@ -500,8 +691,14 @@ def _build_groups(scenario: Scenario, scale_name: str, ctx: Ctx, seed: int) -> l
     return groups
 
 
-def run(out_dir: Path, *, seed: int = 0, scale: str = "default", scenario: Scenario | None = None,
-        progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def run(
+    out_dir: Path,
+    *,
+    seed: int = 0,
+    scale: str = "default",
+    scenario: Scenario | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
     t0 = time.perf_counter()
     if scale not in SCALES:
         from distillguard.errors import DistillGuardError
@@ -512,16 +709,24 @@ def run(out_dir: Path, *, seed: int = 0, scale: str = "default", scenario: Scena
     seconds = sc.days * DAY
     start = datetime.fromisoformat(scenario.start)
     start_us = int(start.timestamp() * 1_000_000)
-    ctx = Ctx(infra=Infra.build(seed), seconds=seconds, release_s=RELEASE_FRAC * seconds,
-              rng=np.random.default_rng([seed, 9]))
+    ctx = Ctx(
+        infra=Infra.build(seed),
+        seconds=seconds,
+        release_s=RELEASE_FRAC * seconds,
+        rng=np.random.default_rng([seed, 9]),
+    )
     groups = _build_groups(scenario, scale, ctx, seed)
     out_dir.mkdir(parents=True, exist_ok=True)
-    account_ids = [hex_ids("acct-", g.gidx.astype(np.uint64), SALT_ACCOUNT + seed, 12) for g in groups]
+    account_ids = [
+        hex_ids("acct-", g.gidx.astype(np.uint64), SALT_ACCOUNT + seed, 12) for g in groups
+    ]
     _write_accounts(out_dir, groups, account_ids, ctx, start_us)
 
     schema = arrow_schema(EXCHANGE_COLUMNS)
     ex_writer = pq.ParquetWriter(out_dir / "exchanges.parquet", schema, compression="zstd")
-    tr_writer = pq.ParquetWriter(out_dir / "truth_exchanges.parquet", truth_exchange_schema(), compression="zstd")
+    tr_writer = pq.ParquetWriter(
+        out_dir / "truth_exchanges.parquet", truth_exchange_schema(), compression="zstd"
+    )
     n_hours = sc.days * 24
     chunks = list(range(0, n_hours, sc.chunk_hours))
     pending: pa.Table | None = None
@@ -555,11 +760,20 @@ def run(out_dir: Path, *, seed: int = 0, scale: str = "default", scenario: Scena
                 pending = chunk.slice(n_emit)
                 chunk = chunk.slice(0, n_emit)
             if chunk.num_rows:
-                ids = hex_ids("", np.arange(written, written + chunk.num_rows, dtype=np.uint64), SALT_EXCHANGE + seed, 16)
+                ids = hex_ids(
+                    "",
+                    np.arange(written, written + chunk.num_rows, dtype=np.uint64),
+                    SALT_EXCHANGE + seed,
+                    16,
+                )
                 is_attack = chunk["__is_attack"]
                 chunk = chunk.drop_columns(["__is_attack"]).set_column(0, "exchange_id", ids)
                 ex_writer.write_table(chunk.cast(schema), row_group_size=256_000)
-                tr_writer.write_table(pa.table({"exchange_id": ids, "is_attack": is_attack}, schema=truth_exchange_schema()))
+                tr_writer.write_table(
+                    pa.table(
+                        {"exchange_id": ids, "is_attack": is_attack}, schema=truth_exchange_schema()
+                    )
+                )
                 attack_rows += int(pc.sum(is_attack).as_py() or 0)
                 written += chunk.num_rows
             if progress is not None:
@@ -578,7 +792,11 @@ def run(out_dir: Path, *, seed: int = 0, scale: str = "default", scenario: Scena
         "accounts": sum(g.n for g in groups),
         "attack_accounts": sum(g.n for g in groups if g.label == "attack"),
         "populations": populations,
-        "campaigns": {g.name: {"accounts": g.n, "exchanges": per_group[g.name]} for g in groups if g.campaign_id},
+        "campaigns": {
+            g.name: {"accounts": g.n, "exchanges": per_group[g.name]}
+            for g in groups
+            if g.campaign_id
+        },
         "days": sc.days,
         "scale": scale,
         "seed": seed,
@@ -607,18 +825,26 @@ def _bench_content(g: Group, ex: Exchanges, items: Arr, rng: np.random.Generator
     return Content(_assemble(n, parts), np.zeros(n, dtype=bool), np.full(n, R1), out_src)
 
 
-def _write_accounts(out_dir: Path, groups: list[Group], account_ids: list[pa.Array], ctx: Ctx, start_us: int) -> None:
+def _write_accounts(
+    out_dir: Path, groups: list[Group], account_ids: list[pa.Array], ctx: Ctx, start_us: int
+) -> None:
     rng = np.random.default_rng(7)
     rows: dict[str, list[pa.Array]] = {c.name: [] for c in ACCOUNT_COLUMNS}
     truth: dict[str, list[pa.Array]] = {f.name: [] for f in truth_account_schema()}
     for g, ids in zip(groups, account_ids, strict=True):
         idx = np.arange(g.n)
         rows["account_id"].append(ids)
-        rows["created_at"].append(pa.array((start_us + g.created_at * 1e6).astype(np.int64)).cast(TS_TYPE))
+        rows["created_at"].append(
+            pa.array((start_us + g.created_at * 1e6).astype(np.int64)).cast(TS_TYPE)
+        )
         rows["email_domain"].append(pa.array(g.email_domain.astype(str), type=pa.string()))
-        rows["payment_fingerprint"].append(hex_ids("pm-", g.payment.astype(np.uint64), SALT_PAY, 16))
+        rows["payment_fingerprint"].append(
+            hex_ids("pm-", g.payment.astype(np.uint64), SALT_PAY, 16)
+        )
         rows["signup_ip"].append(ip_strings(g.ip.draw(idx, rng)))
-        rows["country"].append(pa.array(np.array(COUNTRIES, dtype=object)[g.acct_country], type=pa.string()))
+        rows["country"].append(
+            pa.array(np.array(COUNTRIES, dtype=object)[g.acct_country], type=pa.string())
+        )
         rows["tier"].append(pa.array(g.tier.astype(str), type=pa.string()))
         rows["verified"].append(pa.array(g.verified.astype(bool)))
         truth["account_id"].append(ids)
@@ -626,7 +852,11 @@ def _write_accounts(out_dir: Path, groups: list[Group], account_ids: list[pa.Arr
         truth["population"].append(pa.array([g.population] * g.n, type=pa.string()))
         truth["campaign_id"].append(pa.array([g.campaign_id] * g.n, type=pa.string()))
     order = pa.array(np.argsort(np.concatenate([g.gidx for g in groups])))
-    acc = pa.table({c.name: pa.concat_arrays(rows[c.name]).cast(c.arrow_type) for c in ACCOUNT_COLUMNS})
+    acc = pa.table(
+        {c.name: pa.concat_arrays(rows[c.name]).cast(c.arrow_type) for c in ACCOUNT_COLUMNS}
+    )
     pq.write_table(acc.take(order), out_dir / "accounts.parquet", compression="zstd")
-    tru = pa.table({k: pa.concat_arrays(v) for k, v in truth.items()}, schema=truth_account_schema())
+    tru = pa.table(
+        {k: pa.concat_arrays(v) for k, v in truth.items()}, schema=truth_account_schema()
+    )
     pq.write_table(tru.take(order), out_dir / "truth_accounts.parquet", compression="zstd")

@@ -39,7 +39,9 @@ DAY = 86_400.0
 
 @lru_cache(maxsize=1)
 def servegen() -> dict[str, Arr]:
-    raw = resources.files("distillguard.simulate").joinpath("data/servegen_clients.npz").read_bytes()
+    raw = (
+        resources.files("distillguard.simulate").joinpath("data/servegen_clients.npz").read_bytes()
+    )
     import io
 
     with np.load(io.BytesIO(raw)) as z:
@@ -162,18 +164,35 @@ def _lognormal_daily(rng: np.random.Generator, median: float, sigma: float, n: i
 
 
 def _created_spread(rng: np.random.Generator, n: int, days_before: float = 720) -> Arr:
-    return -rng.random(n) ** 1.5 * days_before * DAY
+    return -(rng.random(n) ** 1.5) * days_before * DAY
 
 
 def _email(rng: np.random.Generator, n: int, kind: str, org: Arr | None = None) -> Arr:
-    personal = np.array(["gmail.com", "outlook.com", "yahoo.com", "icloud.com", "proton.me", "qq.com",
-                         "163.com", "hotmail.com", "gmx.de", "naver.com", "yandex.ru"], dtype=object)
+    personal = np.array(
+        [
+            "gmail.com",
+            "outlook.com",
+            "yahoo.com",
+            "icloud.com",
+            "proton.me",
+            "qq.com",
+            "163.com",
+            "hotmail.com",
+            "gmx.de",
+            "naver.com",
+            "yandex.ru",
+        ],
+        dtype=object,
+    )
     pw = np.array([40, 15, 8, 8, 3, 6, 4, 6, 3, 3, 2], dtype=float)
     if kind == "personal":
         return personal[rng.choice(len(personal), n, p=pw / pw.sum())]
     assert org is not None
     suffix = {"corp": ".com", "edu": ".edu", "startup": ".io"}[kind]
-    words = np.array(["north", "blue", "apex", "nova", "river", "quant", "terra", "lumen", "orbit", "pine"], dtype=object)
+    words = np.array(
+        ["north", "blue", "apex", "nova", "river", "quant", "terra", "lumen", "orbit", "pine"],
+        dtype=object,
+    )
     return words[org % len(words)] + np.char.mod("%d", org % 997).astype(object) + suffix
 
 
@@ -182,8 +201,15 @@ def _tiers(rng: np.random.Generator, n: int, names: list[str], weights: list[flo
     return np.array(names, dtype=object)[rng.choice(len(names), n, p=w / w.sum())]
 
 
-def _ip_pool_per_account(ctx: Ctx, rng: np.random.Generator, n: int, kinds: list[int], k_low: int, k_high: int,
-                          kind_w: list[float] | None = None) -> tuple[Pool, Arr]:
+def _ip_pool_per_account(
+    ctx: Ctx,
+    rng: np.random.Generator,
+    n: int,
+    kinds: list[int],
+    k_low: int,
+    k_high: int,
+    kind_w: list[float] | None = None,
+) -> tuple[Pool, Arr]:
     """Each account gets its own few IPs (home, mobile, office): the ordinary case."""
     k = rng.integers(k_low, k_high + 1, n)
     total = int(k.sum())
@@ -199,7 +225,9 @@ def _ip_pool_per_account(ctx: Ctx, rng: np.random.Generator, n: int, kinds: list
     return Pool.slices(ips, k), home_asn
 
 
-def _block_pool(ctx: Ctx, rng: np.random.Generator, n: int, kind: int, k_low: int, k_high: int) -> Pool:
+def _block_pool(
+    ctx: Ctx, rng: np.random.Generator, n: int, kind: int, k_low: int, k_high: int
+) -> Pool:
     """A few IPs inside one /24 of one ASN per account (cloud egress, office NAT)."""
     k = rng.integers(k_low, k_high + 1, n)
     asn = rng.choice(ctx.infra.asns_of(kind), n)
@@ -208,7 +236,9 @@ def _block_pool(ctx: Ctx, rng: np.random.Generator, n: int, kind: int, k_low: in
     return Pool.slices(ips.astype(np.uint32), k)
 
 
-def _ua_pool(ctx: Ctx, rng: np.random.Generator, n: int, kinds: list[int], k_low: int, k_high: int) -> Pool:
+def _ua_pool(
+    ctx: Ctx, rng: np.random.Generator, n: int, kinds: list[int], k_low: int, k_high: int
+) -> Pool:
     k = rng.integers(k_low, k_high + 1, n)
     cand = np.concatenate([ctx.infra.ua_of(kk) for kk in kinds])
     vals = rng.choice(cand, int(k.sum()))
@@ -225,31 +255,70 @@ def _models(rng: np.random.Generator, n: int, alpha: list[float]) -> Arr:
     return rng.dirichlet(alpha, n)
 
 
-def _adoption(ctx: Ctx, rng: np.random.Generator, n: int, early: float, mean_days: float, share: float) -> tuple[Arr, Arr]:
+def _adoption(
+    ctx: Ctx, rng: np.random.Generator, n: int, early: float, mean_days: float, share: float
+) -> tuple[Arr, Arr]:
     # A few teams test a new model within hours of release; most drift over weeks.
-    delay = np.where(rng.random(n) < early, rng.random(n) * 0.8 * DAY, rng.exponential(mean_days * DAY, n))
+    delay = np.where(
+        rng.random(n) < early, rng.random(n) * 0.8 * DAY, rng.exponential(mean_days * DAY, n)
+    )
     return ctx.release_s + delay, np.clip(share + 0.2 * rng.standard_normal(n), 0.05, 0.95)
 
 
-def _base(ctx: Ctx, rng: np.random.Generator, name: str, kind: str, population: str, n: int, daily: Arr,
-          country: Arr, **kw: Any) -> Group:
+def _base(
+    ctx: Ctx,
+    rng: np.random.Generator,
+    name: str,
+    kind: str,
+    population: str,
+    n: int,
+    daily: Arr,
+    country: Arr,
+    **kw: Any,
+) -> Group:
     adopt_at, adopt_share = _adoption(ctx, rng, n, 0.05, 8.0, 0.4)
     sg = servegen()
     fields_: dict[str, Any] = dict(
-        name=name, kind=kind, population=population, label="benign", campaign_id=None, n=n, daily=daily,
-        tz=_tz_of(country, rng), active_from=np.zeros(n), active_to=np.full(n, ctx.seconds),
-        timing="human", human=np.ones(n), arrival="poisson", turns_mean=1.0, turn_gap=30.0,
-        endpoint=rng.choice(4, n, p=ENDPOINT_W), endpoint_mix=0.02,
-        model_p=_models(rng, n, [2.0, 2.0, 1.0]), adopt_at=adopt_at, adopt_share=adopt_share,
+        name=name,
+        kind=kind,
+        population=population,
+        label="benign",
+        campaign_id=None,
+        n=n,
+        daily=daily,
+        tz=_tz_of(country, rng),
+        active_from=np.zeros(n),
+        active_to=np.full(n, ctx.seconds),
+        timing="human",
+        human=np.ones(n),
+        arrival="poisson",
+        turns_mean=1.0,
+        turn_gap=30.0,
+        endpoint=rng.choice(4, n, p=ENDPOINT_W),
+        endpoint_mix=0.02,
+        model_p=_models(rng, n, [2.0, 2.0, 1.0]),
+        adopt_at=adopt_at,
+        adopt_share=adopt_share,
         temperature=np.where(rng.random(n) < 0.5, np.nan, rng.choice([0.2, 0.5, 0.7, 1.0], n)),
         max_tokens=np.where(rng.random(n) < 0.5, 0, rng.choice([256, 512, 1024, 2048, 4096], n)),
-        stream=rng.choice([0.0, 0.9, 1.0], n), logprobs=np.zeros(n), n_choices=np.ones(n, dtype=np.int64),
-        tools=np.zeros(n, dtype=np.int64), system_idx=np.full(n, -1), systems=[],
-        payment=ctx.payments(n), org=ctx.orgs(n), acct_country=country,
-        created_at=_created_spread(rng, n), tier=_tiers(rng, n, ["free", "pro"], [0.7, 0.3]),
-        email_domain=_email(rng, n, "personal"), verified=rng.random(n) < 0.7,
-        servegen_client=rng.integers(0, len(sg["shape"]), n), servegen_offset=rng.integers(0, 336, n),
-        ip=None, ua=None, keys=_keys(ctx, rng, n, 2),
+        stream=rng.choice([0.0, 0.9, 1.0], n),
+        logprobs=np.zeros(n),
+        n_choices=np.ones(n, dtype=np.int64),
+        tools=np.zeros(n, dtype=np.int64),
+        system_idx=np.full(n, -1),
+        systems=[],
+        payment=ctx.payments(n),
+        org=ctx.orgs(n),
+        acct_country=country,
+        created_at=_created_spread(rng, n),
+        tier=_tiers(rng, n, ["free", "pro"], [0.7, 0.3]),
+        email_domain=_email(rng, n, "personal"),
+        verified=rng.random(n) < 0.7,
+        servegen_client=rng.integers(0, len(sg["shape"]), n),
+        servegen_offset=rng.integers(0, 336, n),
+        ip=None,
+        ua=None,
+        keys=_keys(ctx, rng, n, 2),
     )
     fields_.update(kw)
     return Group(**fields_)
@@ -260,8 +329,14 @@ def _base(ctx: Ctx, rng: np.random.Generator, name: str, kind: str, population: 
 
 def build_population(spec: PopulationSpec, n: int, ctx: Ctx, rng: np.random.Generator) -> Group:
     builder = {
-        "chat": _chat, "dev_app": _dev_app, "enterprise_batch": _enterprise, "benchmark": _benchmark,
-        "reseller": _reseller, "agent": _agent, "nat": _nat, "gray_synthetic": _gray,
+        "chat": _chat,
+        "dev_app": _dev_app,
+        "enterprise_batch": _enterprise,
+        "benchmark": _benchmark,
+        "reseller": _reseller,
+        "agent": _agent,
+        "nat": _nat,
+        "gray_synthetic": _gray,
     }[spec.kind]
     return builder(spec, n, ctx, rng)
 
@@ -273,10 +348,23 @@ def _chat(spec: PopulationSpec, n: int, ctx: Ctx, rng: np.random.Generator) -> G
     # Some users arrive during the span (new sign-ups) and some stop: churn is normal.
     active_from = np.where(rng.random(n) < 0.1, rng.random(n) * ctx.seconds, 0.0)
     created = np.where(active_from > 0, active_from - rng.random(n) * 3600, _created_spread(rng, n))
-    return _base(ctx, rng, spec.name, "chat", spec.name, n, daily, country, ip=ip,
-                 ua=_ua_pool(ctx, rng, n, [1, 0], 1, 2), turns_mean=2.6, turn_gap=50.0,
-                 active_from=active_from, created_at=created,
-                 extra={"homework": rng.random(n) ** 2})
+    return _base(
+        ctx,
+        rng,
+        spec.name,
+        "chat",
+        spec.name,
+        n,
+        daily,
+        country,
+        ip=ip,
+        ua=_ua_pool(ctx, rng, n, [1, 0], 1, 2),
+        turns_mean=2.6,
+        turn_gap=50.0,
+        active_from=active_from,
+        created_at=created,
+        extra={"homework": rng.random(n) ** 2},
+    )
 
 
 def _dev_app(spec: PopulationSpec, n: int, ctx: Ctx, rng: np.random.Generator) -> Group:
@@ -284,8 +372,10 @@ def _dev_app(spec: PopulationSpec, n: int, ctx: Ctx, rng: np.random.Generator) -
 
     c = corpus()
     app = rng.integers(0, len(c.apps), n)
-    systems = [SYSTEM_PROMPTS_DEV[i % len(SYSTEM_PROMPTS_DEV)].format(app=c.apps[a], task=c.app_tasks[a])
-               for i, a in enumerate(app)]
+    systems = [
+        SYSTEM_PROMPTS_DEV[i % len(SYSTEM_PROMPTS_DEV)].format(app=c.apps[a], task=c.app_tasks[a])
+        for i, a in enumerate(app)
+    ]
     country = _countries(rng, n)
     org = ctx.orgs(n)
     payment = ctx.payments(n)
@@ -294,13 +384,30 @@ def _dev_app(spec: PopulationSpec, n: int, ctx: Ctx, rng: np.random.Generator) -
     owner = rng.integers(0, max(1, n // 3), n)
     org = np.where(share, org[owner], org)
     payment = np.where(share, payment[owner], payment)
-    return _base(ctx, rng, spec.name, "dev_app", spec.name, n, _lognormal_daily(rng, spec.daily, 1.1, n), country,
-                 ip=_block_pool(ctx, rng, n, CLOUD, 1, 4), ua=_ua_pool(ctx, rng, n, [0, 3], 1, 2),
-                 timing="servegen", human=rng.random(n) * 0.5, systems=systems, system_idx=np.arange(n),
-                 org=org, payment=payment, tier=_tiers(rng, n, ["pro", "startup", "enterprise"], [0.5, 0.3, 0.2]),
-                 email_domain=_email(rng, n, "corp", org), temperature=rng.choice([0.0, 0.2, 0.3, 0.7, 1.0], n),
-                 stream=rng.choice([0.0, 1.0], n), adopt_at=_adoption(ctx, rng, n, 0.15, 6.0, 0.5)[0],
-                 extra={"app": app})
+    return _base(
+        ctx,
+        rng,
+        spec.name,
+        "dev_app",
+        spec.name,
+        n,
+        _lognormal_daily(rng, spec.daily, 1.1, n),
+        country,
+        ip=_block_pool(ctx, rng, n, CLOUD, 1, 4),
+        ua=_ua_pool(ctx, rng, n, [0, 3], 1, 2),
+        timing="servegen",
+        human=rng.random(n) * 0.5,
+        systems=systems,
+        system_idx=np.arange(n),
+        org=org,
+        payment=payment,
+        tier=_tiers(rng, n, ["pro", "startup", "enterprise"], [0.5, 0.3, 0.2]),
+        email_domain=_email(rng, n, "corp", org),
+        temperature=rng.choice([0.0, 0.2, 0.3, 0.7, 1.0], n),
+        stream=rng.choice([0.0, 1.0], n),
+        adopt_at=_adoption(ctx, rng, n, 0.15, 6.0, 0.5)[0],
+        extra={"app": app},
+    )
 
 
 def _enterprise(spec: PopulationSpec, n: int, ctx: Ctx, rng: np.random.Generator) -> Group:
@@ -310,14 +417,35 @@ def _enterprise(spec: PopulationSpec, n: int, ctx: Ctx, rng: np.random.Generator
     t1 = rng.integers(0, frames, n)
     t2 = np.where(rng.random(n) < 0.5, rng.integers(0, frames, n), t1)
     org = ctx.orgs(n)
-    systems = ["You are a data-processing assistant. Answer with the label or text only, no explanations."] * n
-    return _base(ctx, rng, spec.name, "enterprise_batch", spec.name, n, _lognormal_daily(rng, spec.daily, 0.6, n),
-                 _countries(rng, n), ip=_block_pool(ctx, rng, n, CLOUD, 2, 5), ua=_ua_pool(ctx, rng, n, [3, 0], 1, 1),
-                 timing="batch", human=np.zeros(n), arrival="regular", system_idx=np.where(rng.random(n) < 0.6, 0, -1),
-                 systems=systems, temperature=np.zeros(n), max_tokens=rng.choice([16, 64, 128, 256], n),
-                 stream=np.zeros(n), tier=np.full(n, "enterprise", dtype=object), email_domain=_email(rng, n, "corp", org),
-                 org=org, verified=np.ones(n, dtype=bool), model_p=_models(rng, n, [0.5, 4.0, 0.2]),
-                 extra={"templates": np.stack([t1, t2], axis=1)})
+    systems = [
+        "You are a data-processing assistant. Answer with the label or text only, no explanations."
+    ] * n
+    return _base(
+        ctx,
+        rng,
+        spec.name,
+        "enterprise_batch",
+        spec.name,
+        n,
+        _lognormal_daily(rng, spec.daily, 0.6, n),
+        _countries(rng, n),
+        ip=_block_pool(ctx, rng, n, CLOUD, 2, 5),
+        ua=_ua_pool(ctx, rng, n, [3, 0], 1, 1),
+        timing="batch",
+        human=np.zeros(n),
+        arrival="regular",
+        system_idx=np.where(rng.random(n) < 0.6, 0, -1),
+        systems=systems,
+        temperature=np.zeros(n),
+        max_tokens=rng.choice([16, 64, 128, 256], n),
+        stream=np.zeros(n),
+        tier=np.full(n, "enterprise", dtype=object),
+        email_domain=_email(rng, n, "corp", org),
+        org=org,
+        verified=np.ones(n, dtype=bool),
+        model_p=_models(rng, n, [0.5, 4.0, 0.2]),
+        extra={"templates": np.stack([t1, t2], axis=1)},
+    )
 
 
 def _benchmark(spec: PopulationSpec, n: int, ctx: Ctx, rng: np.random.Generator) -> Group:
@@ -328,16 +456,35 @@ def _benchmark(spec: PopulationSpec, n: int, ctx: Ctx, rng: np.random.Generator)
     # Harnesses evaluate every new model the day it ships: a hard negative for the
     # "moved to the new model within 24 h" signal.
     adopt = ctx.release_s + rng.random(n) * 0.9 * DAY
-    return _base(ctx, rng, spec.name, "benchmark", spec.name, n, _lognormal_daily(rng, spec.daily, 0.7, n),
-                 _countries(rng, n), ip=_block_pool(ctx, rng, n, CLOUD, 1, 2), ua=_ua_pool(ctx, rng, n, [0, 3], 1, 1),
-                 timing="runs", human=np.ones(n), arrival="regular", temperature=np.zeros(n),
-                 max_tokens=rng.choice([512, 1024, 2048, 4096], n), stream=np.zeros(n),
-                 logprobs=np.where(rng.random(n) < 0.3, 0.5, 0.0), adopt_at=adopt, adopt_share=np.full(n, 0.5),
-                 tier=np.where(uni, "edu", rng.choice(np.array(["startup", "pro"], dtype=object), n)),
-                 email_domain=np.where(uni, _email(rng, n, "edu", org), _email(rng, n, "startup", org)), org=org,
-                 model_p=_models(rng, n, [1.0, 1.0, 1.0]),
-                 extra={"math_fmt": rng.integers(0, len(BENCH_MATH_FORMATS), n),
-                        "code_fmt": rng.integers(0, len(BENCH_CODE_FORMATS), n)})
+    return _base(
+        ctx,
+        rng,
+        spec.name,
+        "benchmark",
+        spec.name,
+        n,
+        _lognormal_daily(rng, spec.daily, 0.7, n),
+        _countries(rng, n),
+        ip=_block_pool(ctx, rng, n, CLOUD, 1, 2),
+        ua=_ua_pool(ctx, rng, n, [0, 3], 1, 1),
+        timing="runs",
+        human=np.ones(n),
+        arrival="regular",
+        temperature=np.zeros(n),
+        max_tokens=rng.choice([512, 1024, 2048, 4096], n),
+        stream=np.zeros(n),
+        logprobs=np.where(rng.random(n) < 0.3, 0.5, 0.0),
+        adopt_at=adopt,
+        adopt_share=np.full(n, 0.5),
+        tier=np.where(uni, "edu", rng.choice(np.array(["startup", "pro"], dtype=object), n)),
+        email_domain=np.where(uni, _email(rng, n, "edu", org), _email(rng, n, "startup", org)),
+        org=org,
+        model_p=_models(rng, n, [1.0, 1.0, 1.0]),
+        extra={
+            "math_fmt": rng.integers(0, len(BENCH_MATH_FORMATS), n),
+            "code_fmt": rng.integers(0, len(BENCH_CODE_FORMATS), n),
+        },
+    )
 
 
 def _reseller(spec: PopulationSpec, n: int, ctx: Ctx, rng: np.random.Generator) -> Group:
@@ -349,27 +496,73 @@ def _reseller(spec: PopulationSpec, n: int, ctx: Ctx, rng: np.random.Generator) 
     browsers = ctx.infra.ua_of(1)
     uas = rng.choice(np.concatenate([browsers, ctx.infra.ua_of(0)]), int(ku.sum()))
     org = ctx.orgs(n)
-    systems = [f"You are {name}, a friendly AI assistant. Answer helpfully." for name in
-               ("ChatPal", "AskMate", "TalkAI", "QuickGPT", "MindBox", "Wenda", "HelpBot", "Assistly")]
-    return _base(ctx, rng, spec.name, "reseller", spec.name, n, _lognormal_daily(rng, spec.daily, 0.6, n),
-                 _countries(rng, n), ip=Pool.slices(ips, k), ua=Pool.slices(uas, ku), timing="servegen",
-                 human=np.full(n, 0.5), turns_mean=2.2, turn_gap=40.0, systems=systems,
-                 system_idx=rng.integers(0, len(systems), n), tier=_tiers(rng, n, ["enterprise", "pro"], [0.6, 0.4]),
-                 email_domain=_email(rng, n, "startup", org), org=org, keys=_keys(ctx, rng, n, 6),
-                 extra={"homework": np.full(n, 0.25)})
+    systems = [
+        f"You are {name}, a friendly AI assistant. Answer helpfully."
+        for name in (
+            "ChatPal",
+            "AskMate",
+            "TalkAI",
+            "QuickGPT",
+            "MindBox",
+            "Wenda",
+            "HelpBot",
+            "Assistly",
+        )
+    ]
+    return _base(
+        ctx,
+        rng,
+        spec.name,
+        "reseller",
+        spec.name,
+        n,
+        _lognormal_daily(rng, spec.daily, 0.6, n),
+        _countries(rng, n),
+        ip=Pool.slices(ips, k),
+        ua=Pool.slices(uas, ku),
+        timing="servegen",
+        human=np.full(n, 0.5),
+        turns_mean=2.2,
+        turn_gap=40.0,
+        systems=systems,
+        system_idx=rng.integers(0, len(systems), n),
+        tier=_tiers(rng, n, ["enterprise", "pro"], [0.6, 0.4]),
+        email_domain=_email(rng, n, "startup", org),
+        org=org,
+        keys=_keys(ctx, rng, n, 6),
+        extra={"homework": np.full(n, 0.25)},
+    )
 
 
 def _agent(spec: PopulationSpec, n: int, ctx: Ctx, rng: np.random.Generator) -> Group:
     from distillguard.simulate.text import SYSTEM_PROMPTS_AGENT
 
     org = ctx.orgs(n)
-    return _base(ctx, rng, spec.name, "agent", spec.name, n, _lognormal_daily(rng, spec.daily, 1.0, n),
-                 _countries(rng, n), ip=_block_pool(ctx, rng, n, CLOUD, 1, 3), ua=_ua_pool(ctx, rng, n, [2, 0], 1, 2),
-                 timing="servegen", human=rng.random(n) * 0.6, turns_mean=8.0, turn_gap=6.0,
-                 systems=SYSTEM_PROMPTS_AGENT, system_idx=rng.integers(0, len(SYSTEM_PROMPTS_AGENT), n),
-                 tools=rng.integers(4, 31, n), temperature=rng.choice([0.0, 0.1, 0.3], n),
-                 max_tokens=rng.choice([1024, 2048, 4096], n), tier=_tiers(rng, n, ["startup", "pro", "enterprise"], [0.4, 0.3, 0.3]),
-                 email_domain=_email(rng, n, "startup", org), org=org, model_p=_models(rng, n, [3.0, 1.0, 1.5]))
+    return _base(
+        ctx,
+        rng,
+        spec.name,
+        "agent",
+        spec.name,
+        n,
+        _lognormal_daily(rng, spec.daily, 1.0, n),
+        _countries(rng, n),
+        ip=_block_pool(ctx, rng, n, CLOUD, 1, 3),
+        ua=_ua_pool(ctx, rng, n, [2, 0], 1, 2),
+        timing="servegen",
+        human=rng.random(n) * 0.6,
+        turns_mean=8.0,
+        turn_gap=6.0,
+        systems=SYSTEM_PROMPTS_AGENT,
+        system_idx=rng.integers(0, len(SYSTEM_PROMPTS_AGENT), n),
+        tools=rng.integers(4, 31, n),
+        temperature=rng.choice([0.0, 0.1, 0.3], n),
+        max_tokens=rng.choice([1024, 2048, 4096], n),
+        tier=_tiers(rng, n, ["startup", "pro", "enterprise"], [0.4, 0.3, 0.3]),
+        email_domain=_email(rng, n, "startup", org),
+        org=org,
+        model_p=_models(rng, n, [3.0, 1.0, 1.5]),
+    )
 
 
 def _nat(spec: PopulationSpec, n: int, ctx: Ctx, rng: np.random.Generator) -> Group:
@@ -383,10 +576,16 @@ def _nat(spec: PopulationSpec, n: int, ctx: Ctx, rng: np.random.Generator) -> Gr
     units = len(sizes)
     unit = np.repeat(np.arange(units), sizes)
     is_uni = rng.random(units) < 0.6
-    unit_asn = np.where(is_uni, rng.choice(ctx.infra.asns_of(UNIVERSITY), units), rng.choice(ctx.infra.asns_of(CORPORATE), units))
+    unit_asn = np.where(
+        is_uni,
+        rng.choice(ctx.infra.asns_of(UNIVERSITY), units),
+        rng.choice(ctx.infra.asns_of(CORPORATE), units),
+    )
     unit_k = np.where(rng.random(units) < 0.6, 1, rng.integers(2, 9, units))
     block = ctx.infra.random_ips(unit_asn, rng) & np.uint32(0xFFFFFF00)
-    unit_ips = [block[u] + np.uint32(10) + np.arange(unit_k[u], dtype=np.uint32) for u in range(units)]
+    unit_ips = [
+        block[u] + np.uint32(10) + np.arange(unit_k[u], dtype=np.uint32) for u in range(units)
+    ]
     vals = np.concatenate(unit_ips).astype(np.uint32)
     ustart = np.concatenate([[0], np.cumsum(unit_k)[:-1]])
     ip = Pool(vals, ustart[unit].astype(np.int64), unit_k[unit].astype(np.int64))
@@ -398,24 +597,55 @@ def _nat(spec: PopulationSpec, n: int, ctx: Ctx, rng: np.random.Generator) -> Gr
     payment = np.where(rng.random(n) < 0.5, upay[unit], ctx.payments(n))
     uni_acct = is_uni[unit]
     term_start = -rng.random(units) * 120 * DAY
-    created = np.where(rng.random(n) < 0.7, term_start[unit] + rng.random(n) * 2 * DAY, _created_spread(rng, n))
-    g = _base(ctx, rng, spec.name, "nat", spec.name, n, _lognormal_daily(rng, spec.daily, 0.9, n), country,
-              ip=ip, ua=_ua_pool(ctx, rng, n, [1, 0], 1, 2), turns_mean=2.4, turn_gap=45.0,
-              tier=np.where(uni_acct, "edu", "enterprise").astype(object), org=org, payment=payment,
-              email_domain=np.where(uni_acct, _email(rng, n, "edu", org), _email(rng, n, "corp", org)),
-              created_at=created, extra={"homework": np.where(uni_acct, 0.6, 0.1)})
+    created = np.where(
+        rng.random(n) < 0.7, term_start[unit] + rng.random(n) * 2 * DAY, _created_spread(rng, n)
+    )
+    g = _base(
+        ctx,
+        rng,
+        spec.name,
+        "nat",
+        spec.name,
+        n,
+        _lognormal_daily(rng, spec.daily, 0.9, n),
+        country,
+        ip=ip,
+        ua=_ua_pool(ctx, rng, n, [1, 0], 1, 2),
+        turns_mean=2.4,
+        turn_gap=45.0,
+        tier=np.where(uni_acct, "edu", "enterprise").astype(object),
+        org=org,
+        payment=payment,
+        email_domain=np.where(uni_acct, _email(rng, n, "edu", org), _email(rng, n, "corp", org)),
+        created_at=created,
+        extra={"homework": np.where(uni_acct, 0.6, 0.1)},
+    )
     g.tz = _tz_of(ucountry, rng)[unit]
     return g
 
 
 def _gray(spec: PopulationSpec, n: int, ctx: Ctx, rng: np.random.Generator) -> Group:
     org = ctx.orgs(n)
-    return _base(ctx, rng, spec.name, "gray_synthetic", spec.name, n, _lognormal_daily(rng, spec.daily, 0.8, n),
-                 _countries(rng, n), ip=_block_pool(ctx, rng, n, CLOUD, 1, 2), ua=_ua_pool(ctx, rng, n, [0, 3], 1, 1),
-                 timing="servegen", human=rng.random(n) * 0.5, temperature=rng.choice([0.8, 1.0, 1.2], n),
-                 n_choices=rng.choice([1, 1, 2, 4], n), max_tokens=rng.choice([2048, 4096], n),
-                 tier=_tiers(rng, n, ["startup", "pro", "enterprise"], [0.5, 0.3, 0.2]),
-                 email_domain=_email(rng, n, "startup", org), org=org)
+    return _base(
+        ctx,
+        rng,
+        spec.name,
+        "gray_synthetic",
+        spec.name,
+        n,
+        _lognormal_daily(rng, spec.daily, 0.8, n),
+        _countries(rng, n),
+        ip=_block_pool(ctx, rng, n, CLOUD, 1, 2),
+        ua=_ua_pool(ctx, rng, n, [0, 3], 1, 1),
+        timing="servegen",
+        human=rng.random(n) * 0.5,
+        temperature=rng.choice([0.8, 1.0, 1.2], n),
+        n_choices=rng.choice([1, 1, 2, 4], n),
+        max_tokens=rng.choice([2048, 4096], n),
+        tier=_tiers(rng, n, ["startup", "pro", "enterprise"], [0.5, 0.3, 0.2]),
+        email_domain=_email(rng, n, "startup", org),
+        org=org,
+    )
 
 
 # -- campaigns ------------------------------------------------------------------------
@@ -425,8 +655,11 @@ def build_campaign(spec: CampaignSpec, n: int, ctx: Ctx, rng: np.random.Generato
     camo = spec.camouflage
     infra = ctx.infra
     start_s, end_s = spec.start_frac * ctx.seconds, spec.end_frac * ctx.seconds
-    country = _countries(rng, n) if camo.aged_accounts else rng.choice(
-        [COUNTRIES.index(c) for c in ("US", "SG", "JP", "GB", "DE", "HK")], n)
+    country = (
+        _countries(rng, n)
+        if camo.aged_accounts
+        else rng.choice([COUNTRIES.index(c) for c in ("US", "SG", "JP", "GB", "DE", "HK")], n)
+    )
     # Network: a shared proxy/cloud pool (linkable) or per-account residential IPs.
     res = np.concatenate([infra.asns_of(RESIDENTIAL), infra.asns_of(MOBILE)])
     if camo.unique_ips:
@@ -445,7 +678,11 @@ def build_campaign(spec: CampaignSpec, n: int, ctx: Ctx, rng: np.random.Generato
     # User agents: hydra and moonshot rotate SDKs per request; others keep one or two.
     if spec.kind in ("hydra", "moonshot_like"):
         sdk = np.concatenate([infra.ua_of(0), infra.ua_of(3)])
-        ua = Pool.shared(rng.choice(sdk, 40), n) if not camo.unique_ips else _ua_pool(ctx, rng, n, [0, 3], 2, 6)
+        ua = (
+            Pool.shared(rng.choice(sdk, 40), n)
+            if not camo.unique_ips
+            else _ua_pool(ctx, rng, n, [0, 3], 2, 6)
+        )
     else:
         ua = _ua_pool(ctx, rng, n, [0] if not camo.mimic_params else [0, 1, 3], 1, 2)
         if not camo.mimic_params:
@@ -453,7 +690,9 @@ def build_campaign(spec: CampaignSpec, n: int, ctx: Ctx, rng: np.random.Generato
     payment = ctx.payments(n)
     shared_n = max(1, n // 40)
     shared_fp = ctx.payments(shared_n)
-    payment = np.where(rng.random(n) < camo.shared_payment, shared_fp[rng.integers(0, shared_n, n)], payment)
+    payment = np.where(
+        rng.random(n) < camo.shared_payment, shared_fp[rng.integers(0, shared_n, n)], payment
+    )
     # Account creation: bursts of throwaway sign-ups, or aged accounts spread over months.
     if camo.aged_accounts:
         created = -rng.uniform(60, 540, n) * DAY
@@ -482,30 +721,71 @@ def build_campaign(spec: CampaignSpec, n: int, ctx: Ctx, rng: np.random.Generato
         logprobs = np.full(n, 0.5 if spec.kind == "minimax_like" else 0.0)
         tier = _tiers(rng, n, ["edu", "startup", "free", "pro"], [0.35, 0.35, 0.2, 0.1])
         org_tmp = rng.integers(0, 5, n)
-        email = np.where(tier == "edu", _email(rng, n, "edu", org_tmp + 9000), _email(rng, n, "personal"))
+        email = np.where(
+            tier == "edu", _email(rng, n, "edu", org_tmp + 9000), _email(rng, n, "personal")
+        )
         verified = rng.random(n) < 0.3
-    model_p = _models(rng, n, [1.0, 0.3, 3.0]) if not camo.mimic_params else _models(rng, n, [2.0, 1.5, 1.5])
+    model_p = (
+        _models(rng, n, [1.0, 0.3, 3.0])
+        if not camo.mimic_params
+        else _models(rng, n, [2.0, 1.5, 1.5])
+    )
     if spec.kind == "minimax_like":
         # Half the traffic moves to the new model within a day of its release.
-        switch = ctx.release_s + rng.uniform(2, 20) * 3600 + rng.random(n) * 3600 * (1 + 6 * camo.human_timing)
+        switch = (
+            ctx.release_s
+            + rng.uniform(2, 20) * 3600
+            + rng.random(n) * 3600 * (1 + 6 * camo.human_timing)
+        )
         adopt_at, adopt_share = switch, np.full(n, 0.5)
     else:
         adopt_at, adopt_share = _adoption(ctx, rng, n, 0.1, 5.0, 0.4)
     sg = servegen()
     endpoint = rng.choice(4, n, p=ENDPOINT_W) if camo.mimic_params else np.zeros(n, dtype=np.int64)
     g = Group(
-        name=spec.campaign_id, kind=spec.kind, population=spec.kind, label="attack", campaign_id=spec.campaign_id,
-        n=n, daily=spec.daily * np.exp(0.25 * rng.standard_normal(n)), tz=_tz_of(country, rng),
-        active_from=active_from, active_to=active_to, timing=timing, human=human, arrival=arrival,
-        turns_mean=3.0 if spec.kind == "moonshot_like" else 1.0, turn_gap=4.0,
-        ip=ip, ua=ua, keys=_keys(ctx, rng, n, 1 if not camo.mimic_params else 2), endpoint=endpoint,
-        endpoint_mix=0.45 if spec.kind == "moonshot_like" else 0.02, model_p=model_p,
-        adopt_at=adopt_at, adopt_share=adopt_share, temperature=temperature, max_tokens=max_tokens,
-        stream=stream, logprobs=logprobs, n_choices=np.ones(n, dtype=np.int64),
-        tools=np.where(rng.random(n) < 0.7, rng.integers(4, 20, n), 0) if spec.kind == "moonshot_like" else np.zeros(n, dtype=np.int64),
-        system_idx=np.full(n, -1), systems=[], payment=payment, org=ctx.orgs(n), acct_country=country,
-        created_at=created, tier=tier, email_domain=email, verified=verified,
-        servegen_client=rng.integers(0, len(sg["shape"]), n), servegen_offset=rng.integers(0, 336, n), spec=spec,
+        name=spec.campaign_id,
+        kind=spec.kind,
+        population=spec.kind,
+        label="attack",
+        campaign_id=spec.campaign_id,
+        n=n,
+        daily=spec.daily * np.exp(0.25 * rng.standard_normal(n)),
+        tz=_tz_of(country, rng),
+        active_from=active_from,
+        active_to=active_to,
+        timing=timing,
+        human=human,
+        arrival=arrival,
+        turns_mean=3.0 if spec.kind == "moonshot_like" else 1.0,
+        turn_gap=4.0,
+        ip=ip,
+        ua=ua,
+        keys=_keys(ctx, rng, n, 1 if not camo.mimic_params else 2),
+        endpoint=endpoint,
+        endpoint_mix=0.45 if spec.kind == "moonshot_like" else 0.02,
+        model_p=model_p,
+        adopt_at=adopt_at,
+        adopt_share=adopt_share,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        stream=stream,
+        logprobs=logprobs,
+        n_choices=np.ones(n, dtype=np.int64),
+        tools=np.where(rng.random(n) < 0.7, rng.integers(4, 20, n), 0)
+        if spec.kind == "moonshot_like"
+        else np.zeros(n, dtype=np.int64),
+        system_idx=np.full(n, -1),
+        systems=[],
+        payment=payment,
+        org=ctx.orgs(n),
+        acct_country=country,
+        created_at=created,
+        tier=tier,
+        email_domain=email,
+        verified=verified,
+        servegen_client=rng.integers(0, len(sg["shape"]), n),
+        servegen_offset=rng.integers(0, 336, n),
+        spec=spec,
         extra=_wrapper_style(spec, rng),
     )
     return g

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (a corpus of phrasings: long lines are prompt text, kept verbatim)
 """Prompt text for every simulated population, composed vectorised with pyarrow.
 
 Bodies come from the vendored public sets (self-instruct, GSM8K, MATH-500, HumanEval,
@@ -23,36 +24,113 @@ import pyarrow.compute as pc
 
 # --- wrappers a human adds around a question -------------------------------------------
 CHAT_OPENERS = [
-    "", "", "", "", "", "hey, ", "Hi! ", "hi ", "quick question: ", "Can you help me with this? ",
-    "I need some help. ", "pls help: ", "Hello, ", "ok so ", "Question - ", "Help me out here. ",
-    "So I was wondering: ", "Could you do this for me? ", "你好，", "请帮我看看：", "问一下，",
-    "麻烦帮个忙：", "Hola, ", "Bonjour ! ", "morning! ", "Another one: ", "Next: ",
-    "My boss asked me this: ", "For a project: ", "A friend asked me: ", "Thoughts? ",
+    "",
+    "",
+    "",
+    "",
+    "",
+    "hey, ",
+    "Hi! ",
+    "hi ",
+    "quick question: ",
+    "Can you help me with this? ",
+    "I need some help. ",
+    "pls help: ",
+    "Hello, ",
+    "ok so ",
+    "Question - ",
+    "Help me out here. ",
+    "So I was wondering: ",
+    "Could you do this for me? ",
+    "你好，",
+    "请帮我看看：",
+    "问一下，",
+    "麻烦帮个忙：",
+    "Hola, ",
+    "Bonjour ! ",
+    "morning! ",
+    "Another one: ",
+    "Next: ",
+    "My boss asked me this: ",
+    "For a project: ",
+    "A friend asked me: ",
+    "Thoughts? ",
 ]
 CHAT_CLOSERS = [
-    "", "", "", "", "", "", " thanks", " Thanks!", " thx", " ty", "?", " please", " 谢谢", " 谢谢！",
-    " Keep it short.", " Be brief.", " in simple words please", " (no jargon)", " :)",
-    " Answer in Chinese.", " 用中文回答。", " Can you give an example?", " bullet points pls",
-    " I'm in a hurry", " explain like I'm 12", " with sources if possible",
+    "",
+    "",
+    "",
+    "",
+    "",
+    "",
+    " thanks",
+    " Thanks!",
+    " thx",
+    " ty",
+    "?",
+    " please",
+    " 谢谢",
+    " 谢谢！",
+    " Keep it short.",
+    " Be brief.",
+    " in simple words please",
+    " (no jargon)",
+    " :)",
+    " Answer in Chinese.",
+    " 用中文回答。",
+    " Can you give an example?",
+    " bullet points pls",
+    " I'm in a hurry",
+    " explain like I'm 12",
+    " with sources if possible",
 ]
 # "Show your work" from students and curious users: hard negatives for elicitation
 # classifiers, deliberately overlapping the phrasings harvesters use.
 STUDENT_CLOSERS = [
-    " Show your work.", " Please explain step by step.", " Can you explain each step?",
-    " I don't just want the answer, I want to understand how.", " Show all steps please",
-    " explain the reasoning so I can do the next one myself", " 请写出详细步骤。",
-    " 能一步一步解释吗？", " walk me through it", " Let's think step by step.",
-    " my teacher wants the working shown", " why is that the answer?",
+    " Show your work.",
+    " Please explain step by step.",
+    " Can you explain each step?",
+    " I don't just want the answer, I want to understand how.",
+    " Show all steps please",
+    " explain the reasoning so I can do the next one myself",
+    " 请写出详细步骤。",
+    " 能一步一步解释吗？",
+    " walk me through it",
+    " Let's think step by step.",
+    " my teacher wants the working shown",
+    " why is that the answer?",
 ]
 FOLLOW_UPS = [
-    "can you make it shorter?", "why?", "what about the second part?", "thanks! and in Python?",
-    "give me another example", "I don't get step 3", "are you sure?", "that's wrong, try again",
-    "ok", "make it more formal", "translate that to Spanish", "now summarize it in one line",
-    "can you add comments to the code?", "what if the number was doubled?", "explain again but simpler",
-    "more detail on the last point please", "great, now a table", "继续", "再详细一点",
-    "能举个例子吗？", "换一种说法", "谢谢，那如果改成两倍呢？", "list the pros and cons",
-    "what would you recommend?", "is there a faster way?", "fix the bug you introduced",
-    "write a test for it", "cool. what else should I know?", "and for a beginner?", "shorter pls",
+    "can you make it shorter?",
+    "why?",
+    "what about the second part?",
+    "thanks! and in Python?",
+    "give me another example",
+    "I don't get step 3",
+    "are you sure?",
+    "that's wrong, try again",
+    "ok",
+    "make it more formal",
+    "translate that to Spanish",
+    "now summarize it in one line",
+    "can you add comments to the code?",
+    "what if the number was doubled?",
+    "explain again but simpler",
+    "more detail on the last point please",
+    "great, now a table",
+    "继续",
+    "再详细一点",
+    "能举个例子吗？",
+    "换一种说法",
+    "谢谢，那如果改成两倍呢？",
+    "list the pros and cons",
+    "what would you recommend?",
+    "is there a faster way?",
+    "fix the bug you introduced",
+    "write a test for it",
+    "cool. what else should I know?",
+    "and for a beginner?",
+    "shorter pls",
 ]
 GRAY_TEMPLATES = [
     "Generate {n} labelled examples of {topic} for training a text classifier. Return JSONL with fields text and label.",
@@ -67,10 +145,26 @@ GRAY_TEMPLATES = [
     "Synthesize {n} short dialogues between a customer and an agent about {topic}; mark the resolution.",
 ]
 GRAY_TOPICS = [
-    "refund requests", "delivery delays", "password resets", "billing errors", "travel bookings",
-    "insurance claims", "restaurant reservations", "mobile plans", "loan applications", "software bugs",
-    "hotel complaints", "gym memberships", "car rentals", "medical appointments", "online courses",
-    "电商退货", "快递延误", "subscription cancellations", "job applications", "smart home devices",
+    "refund requests",
+    "delivery delays",
+    "password resets",
+    "billing errors",
+    "travel bookings",
+    "insurance claims",
+    "restaurant reservations",
+    "mobile plans",
+    "loan applications",
+    "software bugs",
+    "hotel complaints",
+    "gym memberships",
+    "car rentals",
+    "medical appointments",
+    "online courses",
+    "电商退货",
+    "快递延误",
+    "subscription cancellations",
+    "job applications",
+    "smart home devices",
 ]
 
 # --- harness formats (benchmark runs) ---------------------------------------------------
@@ -78,24 +172,47 @@ BENCH_MATH_FORMATS = [
     ("Question: ", "\nAnswer: Let's think step by step."),
     ("Q: ", "\nA: Let's think step by step."),
     ("", "\nPlease reason step by step, and put your final answer within \\boxed{}."),
-    ("Solve the following math problem step by step. The last line of your response should be of the form Answer: $ANSWER.\n\n", ""),
+    (
+        "Solve the following math problem step by step. The last line of your response should be of the form Answer: $ANSWER.\n\n",
+        "",
+    ),
     ("Problem:\n", "\n\nSolution:"),
-    ("", "\nLet's think step by step and output the final answer after \"####\"."),
+    ("", '\nLet\'s think step by step and output the final answer after "####".'),
 ]
 BENCH_CODE_FORMATS = [
     ("Complete the following Python function.\n```python\n", "```"),
     ("", ""),
-    ("Write a solution to the following problem and make sure that it passes the tests:\n```python\n", "\n```"),
+    (
+        "Write a solution to the following problem and make sure that it passes the tests:\n```python\n",
+        "\n```",
+    ),
     ("### Instruction:\nComplete the function below.\n### Input:\n", "\n### Response:"),
 ]
 
 # --- harvesting wrappers, written independently of any detector --------------------------
 ATTACK_LEADS = [
-    "", "", "Problem: ", "Task: ", "Here is a problem.\n", "Consider the following.\n",
-    "Solve this:\n", "Question:\n", "Please work on the following task.\n", "Input:\n",
-    "We have the following question. ", "Take a look at this one:\n", "下面是一道题：\n",
-    "请解答以下问题：\n", "题目：", "任务：", "Try this: ", "Exercise.\n", "Prompt >> ",
-    "[task]\n", "Below is an instruction. ", "Hey, can you solve this? ",
+    "",
+    "",
+    "Problem: ",
+    "Task: ",
+    "Here is a problem.\n",
+    "Consider the following.\n",
+    "Solve this:\n",
+    "Question:\n",
+    "Please work on the following task.\n",
+    "Input:\n",
+    "We have the following question. ",
+    "Take a look at this one:\n",
+    "下面是一道题：\n",
+    "请解答以下问题：\n",
+    "题目：",
+    "任务：",
+    "Try this: ",
+    "Exercise.\n",
+    "Prompt >> ",
+    "[task]\n",
+    "Below is an instruction. ",
+    "Hey, can you solve this? ",
 ]
 ATTACK_COT = [
     "Think through it step by step and show every intermediate step before the final answer.",
@@ -120,14 +237,23 @@ ATTACK_COT = [
     "Break the solution into numbered steps and explain why each one follows.",
 ]
 ATTACK_FORMATS = [
-    "", "", "", "Put the final answer in \\boxed{}.", "End with 'Final answer: <answer>'.",
-    "Return JSON with keys \"reasoning\" and \"answer\".", "Format: Reasoning: ... Answer: ...",
-    "最后一行写：答案：<答案>", "Use markdown headings for each step.", "Keep the final answer on its own line.",
-    "Then state the answer in one sentence.", "Answer in English.", "用中文回答。",
+    "",
+    "",
+    "",
+    "Put the final answer in \\boxed{}.",
+    "End with 'Final answer: <answer>'.",
+    'Return JSON with keys "reasoning" and "answer".',
+    "Format: Reasoning: ... Answer: ...",
+    "最后一行写：答案：<答案>",
+    "Use markdown headings for each step.",
+    "Keep the final answer on its own line.",
+    "Then state the answer in one sentence.",
+    "Answer in English.",
+    "用中文回答。",
 ]
 RUBRIC_TEMPLATES = [
     "You are a strict grader. Using the rubric below, score the response from 1 to 10 and justify the score.\nRubric: correctness, completeness, clarity.\nQuestion: {q}\nResponse: {r}",
-    "Evaluate the candidate answer against the reference criteria. Output JSON {{\"score\": int, \"rationale\": str}}.\nQuestion: {q}\nCandidate: {r}",
+    'Evaluate the candidate answer against the reference criteria. Output JSON {{"score": int, "rationale": str}}.\nQuestion: {q}\nCandidate: {r}',
     "Rate this answer on a 1-5 Likert scale for helpfulness and harmlessness, explaining your reasoning first.\nPrompt: {q}\nAnswer: {r}",
     "Compare the response to what an expert would write. Give a score between 0 and 1 and a critique.\n### Question\n{q}\n### Response\n{r}",
     "作为评审，请根据以下标准为回答打分（1-10），并说明理由。\n问题：{q}\n回答：{r}",
@@ -158,10 +284,17 @@ COMPUTER_USE = [
     "屏幕上是一个电商网站的商品页面。目标：{g}。请说明下一步操作并解释原因。",
 ]
 COMPUTER_GOALS = [
-    "export the report as PDF", "change the account email", "book the cheapest flight to Berlin",
-    "rename all .txt files to .md", "filter rows where Amount > 100", "enable two-factor authentication",
-    "add the item to the cart and check out", "find last month's invoice", "install the requests package",
-    "merge the two branches and resolve the conflict", "schedule a meeting for Tuesday 3pm",
+    "export the report as PDF",
+    "change the account email",
+    "book the cheapest flight to Berlin",
+    "rename all .txt files to .md",
+    "filter rows where Amount > 100",
+    "enable two-factor authentication",
+    "add the item to the cart and check out",
+    "find last month's invoice",
+    "install the requests package",
+    "merge the two branches and resolve the conflict",
+    "schedule a meeting for Tuesday 3pm",
 ]
 CODE_WRAPPERS = [
     "Implement the following function. Explain your approach before the code and analyse the complexity.\n{q}",
@@ -172,12 +305,21 @@ CODE_WRAPPERS = [
     "{q}\n# Provide the implementation and unit tests.",
 ]
 COVER_PROMPTS = [
-    "What's a good name for a golden retriever?", "Summarize the plot of Hamlet in two sentences.",
-    "How do I boil an egg?", "Translate 'good morning' into Japanese.", "Write a haiku about autumn.",
-    "What is the capital of Australia?", "Give me a packing list for a weekend trip.",
-    "Recommend three sci-fi novels.", "How many cups are in a litre?", "What's the weather like in Lisbon in May?",
-    "写一句生日祝福。", "推荐几部好看的电影。", "Fix the grammar: 'me and him goes to school'",
-    "Suggest a title for a blog post about remote work.", "What does HTTP 404 mean?",
+    "What's a good name for a golden retriever?",
+    "Summarize the plot of Hamlet in two sentences.",
+    "How do I boil an egg?",
+    "Translate 'good morning' into Japanese.",
+    "Write a haiku about autumn.",
+    "What is the capital of Australia?",
+    "Give me a packing list for a weekend trip.",
+    "Recommend three sci-fi novels.",
+    "How many cups are in a litre?",
+    "What's the weather like in Lisbon in May?",
+    "写一句生日祝福。",
+    "推荐几部好看的电影。",
+    "Fix the grammar: 'me and him goes to school'",
+    "Suggest a title for a blog post about remote work.",
+    "What does HTTP 404 mean?",
 ]
 SYSTEM_PROMPTS_DEV = [
     "You are the assistant inside {app}. {task} Keep answers concise and friendly.",
@@ -220,7 +362,9 @@ def _strings(values: list[str]) -> pa.Array:
 @lru_cache(maxsize=1)
 def corpus() -> Corpus:
     raw: dict[str, Any] = json.loads(
-        gzip.decompress(resources.files("distillguard.simulate").joinpath("data/prompts.json.gz").read_bytes())
+        gzip.decompress(
+            resources.files("distillguard.simulate").joinpath("data/prompts.json.gz").read_bytes()
+        )
     )
     chat: list[str] = []
     for r in raw["seed_tasks"] + raw["user_oriented"]:
@@ -233,7 +377,11 @@ def corpus() -> Corpus:
             chat.append(f"I'm a {role.lower()}. {r['instruction']}")
     gsm = [str(x) for x in raw["gsm8k"]]
     math = [str(x) for x in raw["math"]]
-    fillers = [str(r["input"]).strip() for r in raw["seed_tasks"] + raw["user_oriented"] if str(r["input"]).strip()]
+    fillers = [
+        str(r["input"]).strip()
+        for r in raw["seed_tasks"] + raw["user_oriented"]
+        if str(r["input"]).strip()
+    ]
     fillers += gsm[:1500] + [str(r["instruction"]) for r in raw["tau_bench"]][:300]
     frames = raw["t0_frames"]
     apps = [str(r["app"]) for r in raw["user_oriented"]]
@@ -254,9 +402,25 @@ def corpus() -> Corpus:
     )
 
 
+_POOLS: dict[int, tuple[list[str], pa.Array]] = {}
+
+
+def _as_array(pool: pa.Array | list[str]) -> pa.Array:
+    if isinstance(pool, pa.Array):
+        return pool
+    # Wrapper lists are module constants or small per-call lists: convert each once.
+    hit = _POOLS.get(id(pool))
+    if hit is not None and hit[0] is pool:
+        return hit[1]
+    arr = _strings(pool)
+    if len(_POOLS) < 4096:
+        _POOLS[id(pool)] = (pool, arr)
+    return arr
+
+
 def pick(pool: pa.Array | list[str], idx: np.ndarray) -> pa.Array:
     """Gather strings by index (vectorised)."""
-    arr = pool if isinstance(pool, pa.Array) else _strings(pool)
+    arr = _as_array(pool)
     return arr.take(pa.array(idx.astype(np.int64)))
 
 
