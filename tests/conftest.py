@@ -46,7 +46,9 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any] | bytes | str]) -> Pat
     return path
 
 
-def traffic(seed: int = 0, *, benign: int = 60, attackers: int = 8, days: int = 4) -> list[dict[str, Any]]:
+def traffic(
+    seed: int = 0, *, benign: int = 60, attackers: int = 8, days: int = 4
+) -> list[dict[str, Any]]:
     """Benign accounts with human rhythms, plus a group of coordinated harvesters.
 
     The harvesters are round-the-clock, single-turn, long-output, share a payment
@@ -63,26 +65,43 @@ def traffic(seed: int = 0, *, benign: int = 60, attackers: int = 8, days: int = 
                 hour = (tz + int(rng.integers(8, 18))) % 24
                 ts = T0 + timedelta(days=d, hours=hour, minutes=int(rng.integers(0, 60)))
                 conv_turn = int(rng.integers(0, 4))
-                rows.append({
-                    "exchange_id": f"b{i}", "ts": ts.isoformat(), "account_id": f"u{a}",
-                    "model": "model-a", "prompt": f"help me with task {int(rng.integers(0, 10**6))}",
-                    "input_tokens": int(rng.integers(200, 2000)), "output_tokens": int(rng.integers(50, 600)),
-                    "turn_index": conv_turn, "ip": f"10.{a}.{int(rng.integers(0, 255))}.{int(rng.integers(1, 255))}",
-                    "user_agent": "Mozilla/5.0", "payment_fingerprint": f"card-{a}",
-                })
+                rows.append(
+                    {
+                        "exchange_id": f"b{i}",
+                        "ts": ts.isoformat(),
+                        "account_id": f"u{a}",
+                        "model": "model-a",
+                        "prompt": f"help me with task {int(rng.integers(0, 10**6))}",
+                        "input_tokens": int(rng.integers(200, 2000)),
+                        "output_tokens": int(rng.integers(50, 600)),
+                        "turn_index": conv_turn,
+                        "ip": f"10.{a}.{int(rng.integers(0, 255))}.{int(rng.integers(1, 255))}",
+                        "user_agent": "Mozilla/5.0",
+                        "payment_fingerprint": f"card-{a}",
+                    }
+                )
                 i += 1
     for a in range(attackers):
         for d in range(days):
             for _ in range(120):
                 ts = T0 + timedelta(days=d, seconds=int(rng.integers(0, 86400)))
-                rows.append({
-                    "exchange_id": f"x{i}", "ts": ts.isoformat(), "account_id": f"h{a}",
-                    "model": "model-a",
-                    "prompt": f"Solve and show all reasoning steps: problem {int(rng.integers(0, 10**6))}",
-                    "input_tokens": int(rng.integers(60, 120)), "output_tokens": int(rng.integers(3000, 6000)),
-                    "turn_index": 0, "max_tokens": 8192, "ip": f"203.0.113.{int(rng.integers(1, 255))}",
-                    "user_agent": "python-httpx/0.27", "payment_fingerprint": "card-shared",
-                })
+                rows.append(
+                    {
+                        "exchange_id": f"x{i}",
+                        "ts": ts.isoformat(),
+                        "account_id": f"h{a}",
+                        "model": "model-a",
+                        "prompt": "Solve and show all reasoning steps: problem "
+                        f"{int(rng.integers(0, 10**6))}",
+                        "input_tokens": int(rng.integers(60, 120)),
+                        "output_tokens": int(rng.integers(3000, 6000)),
+                        "turn_index": 0,
+                        "max_tokens": 8192,
+                        "ip": f"203.0.113.{int(rng.integers(1, 255))}",
+                        "user_agent": "python-httpx/0.27",
+                        "payment_fingerprint": "card-shared",
+                    }
+                )
                 i += 1
     rng.shuffle(rows)  # type: ignore[arg-type]
     return rows

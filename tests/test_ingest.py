@@ -18,9 +18,13 @@ from distillguard.ingest import expand_inputs, stage_inputs
 from tests.conftest import row, write_jsonl
 
 
-def stage(tmp_path: Path, *inputs: Path | str, **kw: Any) -> tuple[Any, list[dict[str, Any]], pa.Table]:
+def stage(
+    tmp_path: Path, *inputs: Path | str, **kw: Any
+) -> tuple[Any, list[dict[str, Any]], pa.Table]:
     result = stage_inputs(list(inputs), tmp_path / "work", tmp_path / "quarantine.jsonl", **kw)
-    quarantined = [json.loads(line) for line in (tmp_path / "quarantine.jsonl").read_text().splitlines()]
+    quarantined = [
+        json.loads(line) for line in (tmp_path / "quarantine.jsonl").read_text().splitlines()
+    ]
     valid = pq.read_table(result.exchanges_path)
     assert result.rows_read == result.rows_valid + result.rows_quarantined
     assert result.rows_valid == valid.num_rows
@@ -39,8 +43,9 @@ def only_reject(tmp_path: Path, bad: dict[str, Any] | bytes | str) -> dict[str, 
     return q
 
 
-@pytest.mark.parametrize("field", ["exchange_id", "ts", "account_id", "model", "prompt",
-                                   "input_tokens", "output_tokens"])
+@pytest.mark.parametrize(
+    "field", ["exchange_id", "ts", "account_id", "model", "prompt", "input_tokens", "output_tokens"]
+)
 def test_missing_required_field(tmp_path: Path, field: str) -> None:
     bad = row(2)
     del bad[field]
@@ -66,19 +71,23 @@ def test_unparseable_timestamp(tmp_path: Path, ts: Any) -> None:
 
 @pytest.mark.parametrize("field", ["input_tokens", "output_tokens", "reasoning_tokens", "n"])
 def test_negative_tokens(tmp_path: Path, field: str) -> None:
-    assert only_reject(tmp_path, row(2, **{field: -5}))["reason"] == f"field '{field}': negative value"
+    assert (
+        only_reject(tmp_path, row(2, **{field: -5}))["reason"] == f"field '{field}': negative value"
+    )
 
 
 @pytest.mark.parametrize(
     ("field", "value", "expect"),
-    [("input_tokens", "12", "expected an integer, got string"),
-     ("input_tokens", 12.5, "expected an integer, got number"),
-     ("output_tokens", True, "expected an integer, got boolean"),
-     ("account_id", 42, "expected a string, got integer"),
-     ("prompt", {"text": "x"}, "expected a string, got object"),
-     ("stream", "yes", "expected a boolean, got string"),
-     ("temperature", "hot", "expected a number, got string"),
-     ("asn", 2**70, "")],
+    [
+        ("input_tokens", "12", "expected an integer, got string"),
+        ("input_tokens", 12.5, "expected an integer, got number"),
+        ("output_tokens", True, "expected an integer, got boolean"),
+        ("account_id", 42, "expected a string, got integer"),
+        ("prompt", {"text": "x"}, "expected a string, got object"),
+        ("stream", "yes", "expected a boolean, got string"),
+        ("temperature", "hot", "expected a number, got string"),
+        ("asn", 2**70, ""),
+    ],
 )
 def test_wrong_type(tmp_path: Path, field: str, value: Any, expect: str) -> None:
     bad = row(2, **{field: value})
@@ -94,7 +103,9 @@ def test_integral_float_is_an_integer(tmp_path: Path) -> None:
 
 
 def test_broken_json_line(tmp_path: Path) -> None:
-    assert only_reject(tmp_path, b'{"exchange_id": "ex-2", "ts": ')["reason"].startswith("broken JSON")
+    assert only_reject(tmp_path, b'{"exchange_id": "ex-2", "ts": ')["reason"].startswith(
+        "broken JSON"
+    )
 
 
 def test_json_that_is_not_an_object(tmp_path: Path) -> None:
@@ -149,15 +160,18 @@ def test_several_reasons_on_one_row(tmp_path: Path) -> None:
     assert "'ts'" in reason and "'input_tokens': negative" in reason
 
 
-@pytest.mark.parametrize(("ts", "expected"), [
-    ("2026-11-02T10:00:00Z", "2026-11-02 10:00:00"),
-    ("2026-11-02T12:00:00+02:00", "2026-11-02 10:00:00"),
-    ("2026-11-02T10:00:00.250Z", "2026-11-02 10:00:00.250000"),
-    ("2026-11-02 10:00:00", "2026-11-02 10:00:00"),
-    (1793613600, "2026-11-02 10:00:00"),
-    (1793613600.5, "2026-11-02 10:00:00.500000"),
-    (1793613600000, "2026-11-02 10:00:00"),
-])
+@pytest.mark.parametrize(
+    ("ts", "expected"),
+    [
+        ("2026-11-02T10:00:00Z", "2026-11-02 10:00:00"),
+        ("2026-11-02T12:00:00+02:00", "2026-11-02 10:00:00"),
+        ("2026-11-02T10:00:00.250Z", "2026-11-02 10:00:00.250000"),
+        ("2026-11-02 10:00:00", "2026-11-02 10:00:00"),
+        (1793613600, "2026-11-02 10:00:00"),
+        (1793613600.5, "2026-11-02 10:00:00.500000"),
+        (1793613600000, "2026-11-02 10:00:00"),
+    ],
+)
 def test_timestamp_forms(tmp_path: Path, ts: Any, expected: str) -> None:
     path = write_jsonl(tmp_path / "in.jsonl", [row(1, ts=ts)])
     _, _, valid = stage(tmp_path, path)
@@ -217,18 +231,20 @@ def test_formats_and_sources_mix(tmp_path: Path) -> None:
 
 
 def test_parquet_bad_rows_and_types(tmp_path: Path) -> None:
-    table = pa.table({
-        "exchange_id": ["p1", "p2", "p3", "p4"],
-        "ts": pa.array([1793613600, 1793613601, None, 1793613603], pa.int64()),
-        "account_id": ["a", "a", "b", "b"],
-        "model": ["m"] * 4,
-        "prompt": ["x", None, "y", "z"],
-        "input_tokens": pa.array([1, 2, 3, -4], pa.int32()),
-        "output_tokens": pa.array(["5", "6", "7", "eight"]),  # strings: wrong type per row
-        "tenant": ["t1", "t2", "t3", "t4"],
-    })
+    table = pa.table(
+        {
+            "exchange_id": ["p1", "p2", "p3", "p4"],
+            "ts": pa.array([1793613600, 1793613601, None, 1793613603], pa.int64()),
+            "account_id": ["a", "a", "b", "b"],
+            "model": ["m"] * 4,
+            "prompt": ["x", None, "y", "z"],
+            "input_tokens": pa.array([1, 2, 3, -4], pa.int32()),
+            "output_tokens": pa.array(["5", "6", "7", "eight"]),  # strings: wrong type per row
+            "tenant": ["t1", "t2", "t3", "t4"],
+        }
+    )
     pq.write_table(table, tmp_path / "x.parquet")
-    result, quarantined, valid = stage(tmp_path, tmp_path / "x.parquet")
+    result, quarantined, _ = stage(tmp_path, tmp_path / "x.parquet")
     assert result.rows_read == 4 and result.rows_valid == 0
     reasons = {q["line"]: q["reason"] for q in quarantined}
     assert "expected an integer, got string" in reasons[1]
@@ -251,7 +267,7 @@ def test_parquet_native_types(tmp_path: Path) -> None:
 def test_unreadable_file_is_one_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "broken.parquet"
     bad.write_bytes(b"PAR1 this is not parquet")
-    with pytest.raises(InputError, match="broken.parquet"):
+    with pytest.raises(InputError, match=r"broken\.parquet"):
         stage_inputs([bad], tmp_path / "w", tmp_path / "q.jsonl")
 
 
@@ -275,12 +291,20 @@ def test_missing_inputs_are_errors(tmp_path: Path) -> None:
 
 def test_accounts_table(tmp_path: Path) -> None:
     ex = write_jsonl(tmp_path / "ex.jsonl", _rows(3))
-    acc = write_jsonl(tmp_path / "acc.jsonl", [
-        {"account_id": "acct-0", "tier": "pro", "created_at": "2026-01-01T00:00:00Z", "verified": True},
-        {"account_id": "acct-1", "tier": "edu", "verified": "yes"},
-        {"account_id": "acct-0", "tier": "free"},
-        {"tier": "free"},
-    ])
+    acc = write_jsonl(
+        tmp_path / "acc.jsonl",
+        [
+            {
+                "account_id": "acct-0",
+                "tier": "pro",
+                "created_at": "2026-01-01T00:00:00Z",
+                "verified": True,
+            },
+            {"account_id": "acct-1", "tier": "edu", "verified": "yes"},
+            {"account_id": "acct-0", "tier": "free"},
+            {"tier": "free"},
+        ],
+    )
     result, quarantined, _ = stage(tmp_path, ex, accounts=acc)
     assert result.accounts_rows_read == 4 and result.accounts_rows_quarantined == 3
     staged = pq.read_table(result.accounts_path)
@@ -289,3 +313,30 @@ def test_accounts_table(tmp_path: Path) -> None:
     assert any("duplicate account_id 'acct-0'" in r for r in reasons)
     assert any("'verified': expected a boolean" in r for r in reasons)
     assert any("missing required field 'account_id'" in r for r in reasons)
+
+
+def test_scattered_bad_rows_among_many_good(tmp_path: Path) -> None:
+    """Bad rows spread through big blocks: each is caught, every good row kept, in order."""
+    rows: list[Any] = []
+    bad_lines = {}
+    for i in range(3000):
+        if i % 97 == 5:
+            kind = (i // 97) % 4
+            bad: Any = [
+                row(i, input_tokens="7"),
+                b'{"exchange_id": "cut',
+                row(i, ts="not a time"),
+                row(i, ts=None),
+            ][kind]
+            rows.append(bad)
+            bad_lines[i + 1] = kind
+        else:
+            rows.append(row(i))
+    path = write_jsonl(tmp_path / "in.jsonl", rows)
+    result, quarantined, valid = stage(tmp_path, path)
+    assert {q["line"] for q in quarantined} == set(bad_lines)
+    assert result.rows_valid == 3000 - len(bad_lines)
+    lines = valid.column("_line").to_pylist()
+    assert lines == sorted(lines)
+    for q in quarantined:
+        assert q["reason"].count(";") == 0, q["reason"]  # one reason, not repeated

@@ -16,9 +16,14 @@ from distillguard.schema import EXCHANGE_COLUMN_NAMES
 from tests.conftest import row
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-(2**80), max_value=2**80)
-    | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
     max_leaves=6,
 )
 
@@ -48,14 +53,23 @@ def garbled(draw: st.DrawFn) -> bytes:
 
 
 lines = st.lists(
-    st.one_of(mutated_row(), garbled(), st.just(b""), st.builds(lambda i: orjson.dumps(row(i)), st.integers(0, 80))),
+    st.one_of(
+        mutated_row(),
+        garbled(),
+        st.just(b""),
+        st.builds(lambda i: orjson.dumps(row(i)), st.integers(0, 80)),
+    ),
     max_size=40,
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(content=lines, max_line=st.sampled_from([60, 4096]))
-def test_garbled_input_never_crashes_and_reconciles(tmp_path_factory: Any, content: list[bytes], max_line: int) -> None:
+def test_garbled_input_never_crashes_and_reconciles(
+    tmp_path_factory: Any, content: list[bytes], max_line: int
+) -> None:
     tmp: Path = tmp_path_factory.mktemp("prop")
     path = tmp / "in.jsonl"
     path.write_bytes(b"\n".join(content))

@@ -45,11 +45,13 @@ def naive_volume_baseline(
             FROM tot, stats;
         CREATE TABLE ranked AS
             SELECT account_id, ts,
-                   row_number() OVER (PARTITION BY account_id, date_trunc('day', ts) ORDER BY ts) AS day_rank,
+                   row_number() OVER (PARTITION BY account_id, date_trunc('day', ts) ORDER BY ts)
+                       AS day_rank,
                    row_number() OVER (PARTITION BY account_id ORDER BY ts) AS total_rank
             FROM e;
         CREATE TABLE first_day AS
-            SELECT account_id, min(ts) AS t_day FROM ranked WHERE day_rank = {int(max_daily) + 1} GROUP BY 1;
+            SELECT account_id, min(ts) AS t_day FROM ranked
+            WHERE day_rank = {int(max_daily) + 1} GROUP BY 1;
         CREATE TABLE first_z AS
             SELECT r.account_id, min(r.ts) AS t_z FROM ranked r JOIN cut c USING (account_id)
             WHERE c.z_flag AND r.total_rank = c.z_cut GROUP BY 1;
@@ -60,9 +62,12 @@ def naive_volume_baseline(
                    CAST(NULL AS VARCHAR) AS campaign_id,
                    c.n AS exchanges,
                    least(d.t_day, z.t_z) AS first_flagged_at,
-                   list_filter([CASE WHEN d.t_day IS NOT NULL THEN 'daily_volume>{int(max_daily)}' END,
-                                CASE WHEN c.z_flag THEN 'volume_zscore>{z}' END], lambda x: x IS NOT NULL) AS reasons
-            FROM cut c LEFT JOIN first_day d USING (account_id) LEFT JOIN first_z z USING (account_id);
+                   list_filter(
+                       [CASE WHEN d.t_day IS NOT NULL THEN 'daily_volume>{int(max_daily)}' END,
+                        CASE WHEN c.z_flag THEN 'volume_zscore>{z}' END],
+                       lambda x: x IS NOT NULL) AS reasons
+            FROM cut c LEFT JOIN first_day d USING (account_id)
+            LEFT JOIN first_z z USING (account_id);
         COPY (SELECT * FROM result ORDER BY account_id) TO '{dst}' (FORMAT parquet);
     """)
     row = con.execute("SELECT count(*), sum(flagged::INT) FROM result").fetchone()

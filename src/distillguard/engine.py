@@ -21,8 +21,12 @@ def connect(
     raw = con.con
     raw.execute(f"SET memory_limit = '{memory_limit}'")
     raw.execute(f"SET threads = {int(threads or os.cpu_count() or 2)}")
+    # Hours and day buckets of timestamptz follow the session time zone: pin it, so a
+    # scan gives the same features on a laptop in Tokyo as on a server in UTC.
+    raw.execute("SET TimeZone = 'UTC'")
     # Insertion order only matters where we sort explicitly; dropping it saves memory.
     raw.execute("SET preserve_insertion_order = false")
+    raw.execute("SET enable_progress_bar = false")  # the CLI draws its own
     if temp_dir is not None:
         temp_dir.mkdir(parents=True, exist_ok=True)
         raw.execute(f"SET temp_directory = '{temp_dir.as_posix()}'")

@@ -38,7 +38,9 @@ def key_columns(t: Any, keys: tuple[str, ...]) -> dict[str, Any]:
             )
         elif key == "system_prompt_hash":
             sp = t.system_prompt
-            exprs[key] = ibis.cases((sp.length() >= 20, sp.hash().cast("string")), else_=ibis.null("string"))
+            exprs[key] = ibis.cases(
+                (sp.length() >= 20, sp.hash().cast("string")), else_=ibis.null("string")
+            )
         else:
             exprs[key] = t[key].cast("string")
     return exprs
@@ -54,14 +56,17 @@ def account_key_values(t: Any, keys: tuple[str, ...], accounts_table: Any | None
     if accounts_table is not None and "payment_fingerprint" in keys:
         a = accounts_table
         parts.append(
-            a.select(account_id=a.account_id, key=ibis.literal("payment_fingerprint"),
-                     value=a.payment_fingerprint.cast("string"))
-            .filter(a.payment_fingerprint.notnull())
+            a.select(
+                account_id=a.account_id,
+                key=ibis.literal("payment_fingerprint"),
+                value=a.payment_fingerprint.cast("string"),
+            ).filter(a.payment_fingerprint.notnull())
         )
     if not parts:
         return pd.DataFrame(columns=["account_id", "key", "value"])
     union = ibis.union(*parts, distinct=True)
-    return union.to_pyarrow().to_pandas()
+    df: pd.DataFrame = union.to_pyarrow().to_pandas()
+    return df
 
 
 def link_accounts(
@@ -91,16 +96,18 @@ def link_accounts(
     for comp in graph.connected_components():
         if len(comp) < 2:
             continue
-        members = sorted(flagged[i] for i in comp)
+        member_ids = sorted(flagged[i] for i in comp)
         shared: dict[str, set[str]] = {}
         comp_set = set(comp)
         for (a, b), ks in pair_keys.items():
             if a in comp_set and b in comp_set:
                 for key, value in ks:
                     shared.setdefault(key, set()).add(value)
-        digest = hashlib.sha256("\n".join(members).encode()).hexdigest()[:12]
-        campaigns.append(Campaign(f"C-{digest}", members,
-                                  {k: sorted(v)[:20] for k, v in sorted(shared.items())}))
+        digest = hashlib.sha256("\n".join(member_ids).encode()).hexdigest()[:12]
+        campaigns.append(
+            Campaign(
+                f"C-{digest}", member_ids, {k: sorted(v)[:20] for k, v in sorted(shared.items())}
+            )
+        )
     campaigns.sort(key=lambda c: -len(c.account_ids))
     return campaigns
-

@@ -38,8 +38,10 @@ class Policy:
 def _expect(table: dict[str, Any], allowed: set[str], where: str, source: str) -> None:
     for key in table:
         if key not in allowed:
-            raise ConfigError(f"unknown key '{key}' in [{where}] (allowed: {', '.join(sorted(allowed))})",
-                              source=source)
+            raise ConfigError(
+                f"unknown key '{key}' in [{where}] (allowed: {', '.join(sorted(allowed))})",
+                source=source,
+            )
 
 
 def _num(value: Any, where: str, source: str, *, lo: float, hi: float) -> float:
@@ -57,13 +59,16 @@ def parse_policy(data: dict[str, Any], source: str = "<policy>") -> Policy:
     threshold = _num(scan.get("threshold", 0.5), "scan.threshold", source, lo=0.0, hi=1.0)
     checkpoint = str(scan.get("checkpoint", "1d"))
     if checkpoint not in _CHECKPOINTS:
-        raise ConfigError(f"scan.checkpoint must be one of {sorted(_CHECKPOINTS)}, got {checkpoint!r}",
-                          source=source)
+        raise ConfigError(
+            f"scan.checkpoint must be one of {sorted(_CHECKPOINTS)}, got {checkpoint!r}",
+            source=source,
+        )
     specs = []
     for name, table in data.get("detectors", {}).items():
         if name not in DETECTORS:
-            raise ConfigError(f"unknown detector '{name}' (known: {', '.join(sorted(DETECTORS))})",
-                              source=source)
+            raise ConfigError(
+                f"unknown detector '{name}' (known: {', '.join(sorted(DETECTORS))})", source=source
+            )
         _expect(table, {"weight", "params"}, f"detectors.{name}", source)
         weight = _num(table.get("weight", 1.0), f"detectors.{name}.weight", source, lo=0.0, hi=1.0)
         params = dict(table.get("params", {}))
@@ -79,18 +84,33 @@ def parse_policy(data: dict[str, Any], source: str = "<policy>") -> Policy:
     keys = tuple(linking.get("keys", ("payment_fingerprint", "ip24", "system_prompt_hash")))
     for key in keys:
         if key not in LINK_KEYS:
-            raise ConfigError(f"linking.keys: unknown key '{key}' (known: {', '.join(LINK_KEYS)})",
-                              source=source)
+            raise ConfigError(
+                f"linking.keys: unknown key '{key}' (known: {', '.join(LINK_KEYS)})", source=source
+            )
     return Policy(
         threshold=threshold,
         checkpoint=checkpoint,
         memory_limit=str(scan.get("memory_limit", "2GB")),
         detectors=tuple(specs),
         link_keys=keys,
-        max_key_accounts=int(_num(linking.get("max_key_accounts", 200), "linking.max_key_accounts",
-                                  source, lo=2, hi=1e9)),
-        min_shared_keys=int(_num(linking.get("min_shared_keys", 1), "linking.min_shared_keys", source,
-                                 lo=1, hi=len(LINK_KEYS))),
+        max_key_accounts=int(
+            _num(
+                linking.get("max_key_accounts", 200),
+                "linking.max_key_accounts",
+                source,
+                lo=2,
+                hi=1e9,
+            )
+        ),
+        min_shared_keys=int(
+            _num(
+                linking.get("min_shared_keys", 1),
+                "linking.min_shared_keys",
+                source,
+                lo=1,
+                hi=len(LINK_KEYS),
+            )
+        ),
         source=source,
         raw=data,
     )

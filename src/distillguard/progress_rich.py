@@ -21,9 +21,13 @@ class RichReporter:
         self.console = console
         self.scale = scale
         self.progress = Progress(
-            SpinnerColumn(), TextColumn("{task.description:<38}"), BarColumn(),
-            TextColumn("{task.percentage:>5.1f}%"), TimeElapsedColumn(),
-            console=console, transient=False,
+            SpinnerColumn(),
+            TextColumn("{task.description:<38}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>5.1f}%"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
         )
         self._task: TaskID | None = None
         self._total: float | None = None
@@ -35,8 +39,9 @@ class RichReporter:
         self.progress.start()
         return self
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._finish()
         self.progress.stop()
 

@@ -13,15 +13,14 @@ import pandas as pd
 
 from distillguard import __version__
 from distillguard.detectors import DetectorOutput, create
+from distillguard.detectors.base import ALL_PEERS
 from distillguard.engine import connect
-from distillguard.features import SUM_COLUMNS, bucket_sums, cumulative_sums, derive_features
+from distillguard.features import SUM_COLUMNS, account_bucket_frame, derive_features
 from distillguard.ingest import StageResult, stage_inputs
 from distillguard.ingest.stage import DEFAULT_MAX_LINE_BYTES
 from distillguard.linking import Campaign, account_key_values, link_accounts
 from distillguard.policy import Policy, bucket_unit, load_policy
 from distillguard.progress import NullReporter, Reporter
-
-GLOBAL_PEERS = "all"
 
 
 @dataclass
@@ -42,9 +41,9 @@ def _combine(outputs: list[DetectorOutput], weights: list[float]) -> np.ndarray[
 
 def _peer_groups(accounts: pd.DataFrame | None, ids: pd.Index) -> pd.Series:
     if accounts is None or "tier" not in accounts.columns:
-        return pd.Series(GLOBAL_PEERS, index=ids)
+        return pd.Series(ALL_PEERS, index=ids)
     tiers = accounts.set_index("account_id")["tier"]
-    return tiers.reindex(ids).fillna(GLOBAL_PEERS).astype(str)
+    return tiers.reindex(ids).fillna(ALL_PEERS).astype(str)
 
 
 def _features(sums: pd.DataFrame, peers: pd.Series) -> pd.DataFrame:
@@ -52,7 +51,7 @@ def _features(sums: pd.DataFrame, peers: pd.Series) -> pd.DataFrame:
     cols["active_buckets"] = sums["active_buckets"].to_numpy()
     feats = pd.DataFrame(derive_features(cols), index=sums["account_id"].to_numpy())
     feats.index.name = "account_id"
-    feats["peer_group"] = peers.reindex(feats.index).fillna(GLOBAL_PEERS).to_numpy()
+    feats["peer_group"] = peers.reindex(feats.index).fillna(ALL_PEERS).to_numpy()
     return feats
 
 
@@ -76,8 +75,13 @@ def run_scan(
 
     rep.stage("ingest and validate", total=1.0)
     staged: StageResult = stage_inputs(
-        inputs, work, out_dir / "quarantine.jsonl", accounts=accounts, max_line_bytes=max_line_bytes,
-        progress=lambda done, total: rep.advance(done / total), memory_limit=pol.memory_limit,
+        inputs,
+        work,
+        out_dir / "quarantine.jsonl",
+        accounts=accounts,
+        max_line_bytes=max_line_bytes,
+        progress=lambda done, total: rep.advance(done / total),
+        memory_limit=pol.memory_limit,
     )
     rep.log(
         f"{staged.rows_read:,} rows read, {staged.rows_valid:,} valid, "
@@ -86,11 +90,15 @@ def run_scan(
 
     con = connect(memory_limit=pol.memory_limit, temp_dir=work / "spill")
     t = con.read_parquet(staged.exchanges_path, table_name="exchanges")
-    acc_t = con.read_parquet(staged.accounts_path, table_name="accounts") if staged.accounts_path else None
+    acc_t = (
+        con.read_parquet(staged.accounts_path, table_name="accounts")
+        if staged.accounts_path
+        else None
+    )
     accounts_df = acc_t.to_pyarrow().to_pandas() if acc_t is not None else None
 
     rep.stage("account features", total=None)
-    cum = cumulative_sums(bucket_sums(t, bucket=bucket_unit(pol))).to_pyarrow().to_pandas()
+    cum = account_bucket_frame(t, bucket=bucket_unit(pol))
     last = cum.sort_values("bucket").groupby("account_id", sort=False).tail(1)
     ids = pd.Index(last["account_id"].to_numpy())
     peers = _peer_groups(accounts_df, ids)
@@ -111,7 +119,9 @@ def run_scan(
         # A checkpoint's end can fall after the last log line; and an account that only the
         # full data flags was flagged when the data ended.
         data_end = cum["last_ts"].max()
-        first_flagged = first_flagged.where(first_flagged.isna() | (first_flagged <= data_end), data_end)
+        first_flagged = first_flagged.where(
+            first_flagged.isna() | (first_flagged <= data_end), data_end
+        )
         missing = first_flagged.isna() & pd.Series(flagged, index=X.index)
         first_flagged[missing] = data_end
 
@@ -120,33 +130,38 @@ def run_scan(
     campaigns: list[Campaign] = []
     if len(flagged_ids) >= 2:
         kv = account_key_values(t, pol.link_keys, acc_t)
-        campaigns = link_accounts(kv, flagged_ids, max_key_accounts=pol.max_key_accounts,
-                                  min_shared_keys=pol.min_shared_keys)
+        campaigns = link_accounts(
+            kv,
+            flagged_ids,
+            max_key_accounts=pol.max_key_accounts,
+            min_shared_keys=pol.min_shared_keys,
+        )
 
     reasons = _reasons(outputs, [s.name for s in pol.detectors], flagged)
+    campaign_of: list[str | None] = [None] * len(X)
+    position = {str(acc): i for i, acc in enumerate(X.index)}
+    for c in campaigns:
+        shared = ", ".join(c.shared)
+        for acc in c.account_ids:
+            row = position[acc]
+            campaign_of[row] = c.campaign_id
+            reasons[row].insert(
+                0,
+                f"linked to campaign {c.campaign_id} of {len(c.account_ids)} "
+                f"accounts sharing {shared}",
+            )
     table = pd.DataFrame(
         {
             "account_id": X.index.astype(str),
             "score": np.clip(score, 0.0, 1.0),
             "flagged": flagged,
-            "campaign_id": pd.Series([None] * len(X), dtype=object),
+            "campaign_id": pd.Series(campaign_of, dtype=object),
             "exchanges": X["exchanges"].to_numpy().astype(np.int64),
             "first_flagged_at": first_flagged.reindex(X.index).to_numpy(),
             "reasons": reasons,
             "last_ts": last_ts.reindex(X.index).to_numpy(),
         }
     )
-    position = {acc: i for i, acc in enumerate(table["account_id"])}
-    for c in campaigns:
-        for acc in c.account_ids:
-            row = position[acc]
-            table.at[row, "campaign_id"] = c.campaign_id
-            shared = ", ".join(f"{k}" for k in c.shared)
-            table.at[row, "reasons"] = [
-                f"linked to campaign {c.campaign_id} of {len(c.account_ids)} accounts "
-                f"sharing {shared}",
-                *table.at[row, "reasons"],
-            ]
 
     rep.stage("write outputs", total=None)
     summary = {
@@ -175,7 +190,9 @@ def run_scan(
     return ScanResult(out_dir, summary, table, campaigns)
 
 
-def _reasons(outputs: list[DetectorOutput], names: list[str], flagged: np.ndarray[Any, Any]) -> list[list[str]]:
+def _reasons(
+    outputs: list[DetectorOutput], names: list[str], flagged: np.ndarray[Any, Any]
+) -> list[list[str]]:
     n = len(flagged)
     out: list[list[str]] = []
     for i in range(n):
@@ -218,7 +235,7 @@ def _first_flagged(
         hit = X.index[score >= pol.threshold]
         new = [a for a in hit if a in todo]
         if new:
-            result.loc[new] = pd.Timestamp(bucket) + step
+            result.loc[new] = pd.Timestamp(str(bucket)) + step
             todo.difference_update(new)
         rep.advance(k + 1)
         if not todo:
@@ -230,4 +247,3 @@ def _cleanup(work: Path) -> None:
     import shutil
 
     shutil.rmtree(work, ignore_errors=True)
-

@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
             Path, typer.Option("--truth", help="Output folder of 'distillguard simulate'.")
         ],
     ) -> None:
-        """Account precision/recall/FPR per population, campaign recall, linking, time to detection."""
+        """Precision/recall/FPR per population, campaign recall, linking, time to detection."""
         from rich.console import Console
 
         from distillguard.cli import friendly_errors

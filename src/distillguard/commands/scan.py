@@ -15,16 +15,30 @@ def register(app: typer.Typer) -> None:
     @app.command("scan")
     @friendly_errors
     def scan(
-        inputs: Annotated[list[str], typer.Argument(
-            help="Exchange logs: Parquet or JSONL (.jsonl, .jsonl.gz, .jsonl.zst) files, "
-                 "folders of them, or globs, in any mix.", show_default=False)],
+        inputs: Annotated[
+            list[str],
+            typer.Argument(
+                help="Exchange logs: Parquet or JSONL (.jsonl, .jsonl.gz, .jsonl.zst) files, "
+                "folders of them, or globs, in any mix.",
+                show_default=False,
+            ),
+        ],
         out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the outputs.")],
-        accounts: Annotated[Path | None, typer.Option(
-            help="Optional accounts table (Parquet or JSONL): tier, created_at, payment...")] = None,
-        policy: Annotated[Path | None, typer.Option(
-            help="Policy TOML (detectors, weights, thresholds). Default: the packaged one.")] = None,
-        max_line_bytes: Annotated[int, typer.Option(
-            help="JSONL lines longer than this are quarantined, never loaded.")] = 4 << 20,
+        accounts: Annotated[
+            Path | None,
+            typer.Option(
+                help="Optional accounts table (Parquet or JSONL): tier, created_at, payment..."
+            ),
+        ] = None,
+        policy: Annotated[
+            Path | None,
+            typer.Option(
+                help="Policy TOML (detectors, weights, thresholds). Default: the packaged one."
+            ),
+        ] = None,
+        max_line_bytes: Annotated[
+            int, typer.Option(help="JSONL lines longer than this are quarantined, never loaded.")
+        ] = 4 << 20,
     ) -> None:
         """Scan exchange logs for distillation campaigns.
 
@@ -39,8 +53,14 @@ def register(app: typer.Typer) -> None:
         console = Console(stderr=True)
         pol = load_policy(policy)
         with RichReporter(console) as rep:
-            result = run_scan(list(inputs), out, accounts=accounts, policy=pol, reporter=rep,
-                              max_line_bytes=max_line_bytes)
+            result = run_scan(
+                list(inputs),
+                out,
+                accounts=accounts,
+                policy=pol,
+                reporter=rep,
+                max_line_bytes=max_line_bytes,
+            )
         s = result.summary
         console.print(
             f"[bold]{s['rows_read']:,}[/] rows ({s['rows_quarantined']:,} quarantined), "

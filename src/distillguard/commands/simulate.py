@@ -48,7 +48,8 @@ def register(app: typer.Typer) -> None:
                 summary = simulate(out, seed=seed, scale=scale, progress=progress, scenario=scen)
             console.print(
                 f"wrote {summary['rows']:,} exchanges ({summary['attack_rows']:,} harvesting) from "
-                f"{summary['accounts']:,} accounts ({summary['attack_accounts']:,} attack) to {out} "
+                f"{summary['accounts']:,} accounts ({summary['attack_accounts']:,} attack) "
+                f"to {out} "
                 f"in {summary['elapsed_s']:.1f} s",
                 highlight=False,
             )

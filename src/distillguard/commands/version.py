@@ -16,4 +16,6 @@ def register(app: typer.Typer) -> None:
         import pyarrow
 
         print(f"distillguard {__version__}")
-        print(f"ibis {ibis.__version__}, duckdb {duckdb.__version__}, pyarrow {pyarrow.__version__}")
+        print(
+            f"ibis {ibis.__version__}, duckdb {duckdb.__version__}, pyarrow {pyarrow.__version__}"
+        )

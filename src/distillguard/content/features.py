@@ -77,7 +77,8 @@ def _codes(texts: Sequence[str]) -> npt.NDArray[np.uint32]:
     codes[ws] = 0x20
     space = codes == 0x20
     keep = ~(space & np.concatenate(([False], space[:-1])))
-    return codes[keep]
+    out: npt.NDArray[np.uint32] = codes[keep]
+    return out
 
 
 def ngrams(texts: Sequence[str]) -> NGramBatch:
@@ -112,7 +113,9 @@ def ngrams(texts: Sequence[str]) -> NGramBatch:
     return NGramBatch(hashes=parts_h, doc=parts_d, counts=counts)
 
 
-def segment_sum(values: npt.NDArray[Any], doc: npt.NDArray[np.int64], n_docs: int) -> npt.NDArray[Any]:
+def segment_sum(
+    values: npt.NDArray[Any], doc: npt.NDArray[np.int64], n_docs: int
+) -> npt.NDArray[Any]:
     """Sum ``values`` (rows) per prompt, for a non-decreasing ``doc``; empty prompts get 0."""
     out = np.zeros((n_docs, *values.shape[1:]), dtype=values.dtype)
     if len(doc) == 0:

@@ -59,16 +59,27 @@ class ContentModel:
         wq, ws = q(self.w_ngram)
         cq, cs = q(self.w_cap)
         header = {
-            "bits": self.bits, "rule_names": list(self.rule_names),
-            "rule_kinds": list(self.rule_kinds), "bias": self.bias, "platt_a": self.platt_a,
-            "platt_b": self.platt_b, "threshold": self.threshold, "cap_bits": self.cap_bits,
-            "cap_names": list(self.cap_names), "meta": self.meta,
+            "bits": self.bits,
+            "rule_names": list(self.rule_names),
+            "rule_kinds": list(self.rule_kinds),
+            "bias": self.bias,
+            "platt_a": self.platt_a,
+            "platt_b": self.platt_b,
+            "threshold": self.threshold,
+            "cap_bits": self.cap_bits,
+            "cap_names": list(self.cap_names),
+            "meta": self.meta,
         }
         buf = io.BytesIO()
         np.savez_compressed(
-            buf, header=np.frombuffer(json.dumps(header, sort_keys=True).encode(), np.uint8),
-            w_ngram=wq, w_ngram_scale=ws, w_rule=self.w_rule.astype(np.float32),
-            w_cap=cq, w_cap_scale=cs, b_cap=self.b_cap.astype(np.float32),
+            buf,
+            header=np.frombuffer(json.dumps(header, sort_keys=True).encode(), np.uint8),
+            w_ngram=wq,
+            w_ngram_scale=ws,
+            w_rule=self.w_rule.astype(np.float32),
+            w_cap=cq,
+            w_cap_scale=cs,
+            b_cap=self.b_cap.astype(np.float32),
         )
         path.write_bytes(buf.getvalue())
 
@@ -80,13 +91,18 @@ class ContentModel:
             return cls(
                 bits=int(h["bits"]),
                 w_ngram=z["w_ngram"].astype(np.float32) * z["w_ngram_scale"],
-                rule_names=tuple(h["rule_names"]), rule_kinds=tuple(h["rule_kinds"]),
-                w_rule=z["w_rule"].astype(np.float32), bias=float(h["bias"]),
-                platt_a=float(h["platt_a"]), platt_b=float(h["platt_b"]),
-                threshold=float(h["threshold"]), cap_bits=int(h["cap_bits"]),
+                rule_names=tuple(h["rule_names"]),
+                rule_kinds=tuple(h["rule_kinds"]),
+                w_rule=z["w_rule"].astype(np.float32),
+                bias=float(h["bias"]),
+                platt_a=float(h["platt_a"]),
+                platt_b=float(h["platt_b"]),
+                threshold=float(h["threshold"]),
+                cap_bits=int(h["cap_bits"]),
                 cap_names=tuple(h["cap_names"]),
                 w_cap=z["w_cap"].astype(np.float32) * z["w_cap_scale"],
-                b_cap=z["b_cap"].astype(np.float32), meta=dict(h.get("meta", {})),
+                b_cap=z["b_cap"].astype(np.float32),
+                meta=dict(h.get("meta", {})),
             )
         except (OSError, ValueError, KeyError) as err:
             raise ConfigError(f"cannot read classifier weights: {err}", source=source) from None
@@ -168,7 +184,7 @@ class ElicitationClassifier:
 
     @property
     def signal_names(self) -> tuple[str, ...]:
-        m, rules = self._ensure()
+        rules = self._ensure()[1]
         return (*(_signal_name(r.name, r.kind) for r in rules.rules), LEXICAL_SIGNAL)
 
     @property
@@ -186,7 +202,9 @@ class ElicitationClassifier:
                 try:
                     data = path.read_bytes()
                 except OSError as err:
-                    raise ConfigError(f"cannot read weights: {err.strerror}", source=str(path)) from None
+                    raise ConfigError(
+                        f"cannot read weights: {err.strerror}", source=str(path)
+                    ) from None
                 model = ContentModel.load(data, source=str(path))
             rules = RuleSet.load_default()
             if rules.names != model.rule_names:
@@ -224,15 +242,24 @@ class ElicitationClassifier:
         lex_prob = _sigmoid(model.platt_a * lexical + model.platt_b)
         sig |= np.where(lex_prob >= thr, np.int64(1) << len(rules.rules), np.int64(0))
         return ContentScores(
-            elicitation=prob, raw=raw, flagged=prob >= thr, capability=cap, signals=sig,
-            capability_names=model.cap_names, signal_names=self.signal_names, threshold=thr,
+            elicitation=prob,
+            raw=raw,
+            flagged=prob >= thr,
+            capability=cap,
+            signals=sig,
+            capability_names=model.cap_names,
+            signal_names=self.signal_names,
+            threshold=thr,
         )
 
     def score_one(self, prompt: str, system_prompt: str | None = None) -> ContentScore:
         s = self.score([prompt], None if system_prompt is None else [system_prompt])
         return ContentScore(
-            elicitation=float(s.elicitation[0]), raw=float(s.raw[0]), flagged=bool(s.flagged[0]),
-            capability=s.capability_of(0), signals=s.signals_of(0),
+            elicitation=float(s.elicitation[0]),
+            raw=float(s.raw[0]),
+            flagged=bool(s.flagged[0]),
+            capability=s.capability_of(0),
+            signals=s.signals_of(0),
         )
 
 
@@ -279,7 +306,10 @@ def raw_parts(
 
 def _score_chunk(
     model: ContentModel, rules: RuleSet, texts: list[str]
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int8], npt.NDArray[np.int64]]:
-    hits = rules.match(texts)
-    raw, lex, cap = raw_parts(model, features.ngrams(texts), hits)
+) -> tuple[
+    npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int8], npt.NDArray[np.int64]
+]:
+    grams = features.ngrams(texts)
+    hits = rules.match(texts, rules.gate(grams))
+    raw, lex, cap = raw_parts(model, grams, hits)
     return raw, lex, cap, hits

@@ -33,8 +33,16 @@ from distillguard.content.rules import RuleSet
 
 BITS = 18
 CAP_BITS = 15
-CAPABILITIES = ("chat", "coding", "math", "agentic", "data_analysis", "writing", "translation",
-                "science")
+CAPABILITIES = (
+    "chat",
+    "coding",
+    "math",
+    "agentic",
+    "data_analysis",
+    "writing",
+    "translation",
+    "science",
+)
 TARGET_FPR = 0.01
 L2_NGRAM = 2e-4
 L2_RULE = 1e-4
@@ -62,7 +70,9 @@ def lbfgs(fg: Callable[[F64], tuple[float, F64]], x0: F64, iters: int = 150, m: 
             q *= float(hist_s[-1] @ hist_y[-1]) / float(hist_y[-1] @ hist_y[-1])
         else:
             q /= max(1.0, float(np.linalg.norm(g)))
-        for (s, y), (rho, a) in zip(zip(hist_s, hist_y, strict=True), reversed(alphas), strict=True):
+        for (s, y), (rho, a) in zip(
+            zip(hist_s, hist_y, strict=True), reversed(alphas), strict=True
+        ):
             b = rho * float(y @ q)
             q += s * (a - b)
         d = -q
@@ -107,9 +117,12 @@ class Design:
     def build(cls, grams: features.NGramBatch, bits: int) -> Design:
         dim = 1 << bits
         inv = 1.0 / np.sqrt(np.maximum(grams.counts, 1))
-        keys = np.concatenate([
-            d * dim + features.bucket(h, bits) for h, d in zip(grams.hashes, grams.doc, strict=True)
-        ])
+        keys = np.concatenate(
+            [
+                d * dim + features.bucket(h, bits)
+                for h, d in zip(grams.hashes, grams.doc, strict=True)
+            ]
+        )
         uniq, cnt = np.unique(keys, return_counts=True)
         doc = uniq // dim
         return cls(doc=doc, idx=uniq % dim, val=cnt * inv[doc], n_docs=grams.n_docs, dim=dim)
@@ -121,10 +134,12 @@ class Design:
         return Design(remap[self.doc[keep]], self.idx[keep], self.val[keep], len(rows), self.dim)
 
     def dot(self, w: F64) -> F64:
-        return np.bincount(self.doc, weights=w[self.idx] * self.val, minlength=self.n_docs)
+        out = np.bincount(self.doc, weights=w[self.idx] * self.val, minlength=self.n_docs)
+        return out.astype(np.float64)
 
     def tdot(self, r: F64) -> F64:
-        return np.bincount(self.idx, weights=r[self.doc] * self.val, minlength=self.dim)
+        out = np.bincount(self.idx, weights=r[self.doc] * self.val, minlength=self.dim)
+        return out.astype(np.float64)
 
 
 def fit_binary(x: Design, rules: F64, y: F64, sw: F64) -> tuple[F64, F64, float]:
@@ -139,8 +154,9 @@ def fit_binary(x: Design, rules: F64, y: F64, sw: F64) -> tuple[F64, F64, float]
         loss = float(sw @ (np.logaddexp(0, z) - y * z))
         loss += 0.5 * L2_NGRAM * float(w @ w) + 0.5 * L2_RULE * float(wr @ wr)
         res = sw * (prob - y)
-        grad = np.concatenate([x.tdot(res) + L2_NGRAM * w, rules.T @ res + L2_RULE * wr,
-                               [res.sum()]])
+        grad = np.concatenate(
+            [x.tdot(res) + L2_NGRAM * w, rules.T @ res + L2_RULE * wr, [res.sum()]]
+        )
         return loss, grad
 
     p = lbfgs(fg, np.zeros(d + r + 1))
@@ -170,18 +186,25 @@ def fit_softmax(x: Design, y: npt.NDArray[np.int64], k: int) -> tuple[F64, F64]:
     return p[: d * k].reshape(d, k), p[d * k :]
 
 
-def fit_platt(z: F64, y: F64) -> tuple[float, float]:
-    """Calibrate logits on held-out data with balanced classes (a 50/50 prior)."""
+def fit_slope(z: F64, y: F64, thr: float, smoothing: float = 0.05) -> float:
+    """Slope ``a`` of ``elicitation = sigmoid(a * (raw - thr))``, fit on held-out data.
+
+    Plain Platt scaling diverges here: the held-out classes are almost separable, so the
+    maximum-likelihood slope is infinite and every score becomes 0 or 1. Fixing the offset
+    at the operating threshold (so elicitation 0.5 = the default flag point), smoothing the
+    targets and balancing the classes keeps a usable, monotone, probability-like scale.
+    """
+    t = np.where(y == 1, 1.0 - smoothing, smoothing)
     sw = np.where(y == 1, 0.5 / max(1, int(y.sum())), 0.5 / max(1, int((1 - y).sum())))
+    u = z - thr
 
     def fg(p: F64) -> tuple[float, F64]:
-        t = p[0] * z + p[1]
-        prob = 1.0 / (1.0 + np.exp(-np.clip(t, -30, 30)))
-        res = sw * (prob - y)
-        return float(sw @ (np.logaddexp(0, t) - y * t)), np.array([res @ z, res.sum()])
+        v = p[0] * u
+        prob = 1.0 / (1.0 + np.exp(-np.clip(v, -30, 30)))
+        return float(sw @ (np.logaddexp(0, v) - t * v)), np.array([float((sw * (prob - t)) @ u)])
 
-    a, b = lbfgs(fg, np.array([1.0, 0.0]), iters=100)
-    return float(a), float(b)
+    (a,) = lbfgs(fg, np.array([1.0]), iters=100)
+    return float(np.clip(a, 0.05, 5.0))
 
 
 def threshold_at(benign_scores: F64, fpr: float) -> float:
@@ -194,7 +217,7 @@ def threshold_at(benign_scores: F64, fpr: float) -> float:
 
 def family_weights(fam: Sequence[str], y: F64) -> F64:
     """Each family counts the same in total, and the two classes count the same."""
-    names, inverse, counts = np.unique(np.asarray(fam), return_inverse=True, return_counts=True)
+    _, inverse, counts = np.unique(np.asarray(fam), return_inverse=True, return_counts=True)
     w = 1.0 / counts[inverse]
     for label in (0.0, 1.0):
         sel = y == label
@@ -203,7 +226,9 @@ def family_weights(fam: Sequence[str], y: F64) -> F64:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("weights.npz"))
     ap.add_argument("--no-lofo", action="store_true", help="skip leave-one-family-out")
     args = ap.parse_args(argv)
@@ -213,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rules = RuleSet.load_default()
     texts = features.compose([e.text for e in corpus], [e.system for e in corpus])
     grams = features.ngrams(texts)
-    hits = rules.match(texts)
+    hits = rules.match(texts, rules.gate(grams))
     kinds = tuple(r.kind for r in rules.rules)
     bits_mat = rule_matrix(hits, kinds).astype(np.float64)
     y = np.array([e.label for e in corpus], dtype=np.float64)
@@ -221,24 +246,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     fam_arr = np.asarray(fam)
     is_train = np.array([e.split == "train" for e in corpus])
     x = Design.build(grams, BITS)
-    print(f"corpus: {len(corpus)} prompts ({int(y.sum())} attack), "
-          f"train {int(is_train.sum())} / held-out {int((~is_train).sum())}; "
-          f"{len(x.doc)} sparse entries [{time.perf_counter() - t0:.1f}s]")
+    print(
+        f"corpus: {len(corpus)} prompts ({int(y.sum())} attack), "
+        f"train {int(is_train.sum())} / held-out {int((~is_train).sum())}; "
+        f"{len(x.doc)} sparse entries [{time.perf_counter() - t0:.1f}s]"
+    )
 
-    def fit_on(rows: npt.NDArray[np.int64]) -> tuple[F64, F64, float]:
+    def fit_on(rows: npt.NDArray[np.int64], bm: F64) -> tuple[F64, F64, float]:
         sub = x.subset(rows)
-        return fit_binary(sub, bits_mat[rows], y[rows], family_weights(fam_arr[rows].tolist(), y[rows]))
+        return fit_binary(sub, bm[rows], y[rows], family_weights(fam_arr[rows].tolist(), y[rows]))
 
-    def logits(params: tuple[F64, F64, float]) -> F64:
+    def logits(params: tuple[F64, F64, float], bm: F64) -> F64:
         w, wr, b = params
-        return x.dot(w) + bits_mat @ wr + b
+        return x.dot(w) + bm @ wr + b
 
     held_benign = (~is_train) & (y == 0)
 
     # ---- shipped model ----------------------------------------------------------------
     train_rows = np.flatnonzero(is_train)
-    params = fit_on(train_rows)
-    z = logits(params)
+    params = fit_on(train_rows, bits_mat)
+    z = logits(params, bits_mat)
     test = ~is_train
 
     caps = [e.capability for e in corpus]
@@ -249,26 +276,39 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     w, wr, bias = params
     model = ContentModel(
-        bits=BITS, w_ngram=w.astype(np.float32), rule_names=rules.names, rule_kinds=kinds,
-        w_rule=wr.astype(np.float32), bias=bias, platt_a=1.0, platt_b=0.0, threshold=0.5,
-        cap_bits=CAP_BITS, cap_names=CAPABILITIES, w_cap=w_cap.astype(np.float32),
+        bits=BITS,
+        w_ngram=w.astype(np.float32),
+        rule_names=rules.names,
+        rule_kinds=kinds,
+        w_rule=wr.astype(np.float32),
+        bias=bias,
+        platt_a=1.0,
+        platt_b=0.0,
+        threshold=0.5,
+        cap_bits=CAP_BITS,
+        cap_names=CAPABILITIES,
+        w_cap=w_cap.astype(np.float32),
         b_cap=b_cap.astype(np.float32),
         meta={"seed": SEED, "target_fpr": TARGET_FPR, "corpus_size": len(corpus)},
     )
     # Calibrate and pick the threshold on the scores of the *shipping* path (int8
     # weights), so the stored threshold is exact for what users run.
     model.save(args.out)
-    z_q, _, cap_pred = raw_parts(ContentModel.load(args.out.read_bytes()), grams, hits)
-    z_q = z_q.astype(np.float64)
-    a, b = fit_platt(z_q[test], y[test])
+    z_q32, _, cap_pred = raw_parts(ContentModel.load(args.out.read_bytes()), grams, hits)
+    z_q = z_q32.astype(np.float64)
     thr_raw = threshold_at(z_q[held_benign], TARGET_FPR)
-    model.platt_a, model.platt_b = a, b
-    model.threshold = float(1.0 / (1.0 + np.exp(-(a * thr_raw + b))))
+    a = fit_slope(z_q[test], y[test], thr_raw)
+    model.platt_a, model.platt_b = a, -a * thr_raw
+    model.threshold = 0.5
+    model.meta["raw_threshold"] = thr_raw
     model.save(args.out)
     flag = z_q >= thr_raw
-    print(f"wrote {args.out} ({args.out.stat().st_size // 1024} KiB); threshold "
-          f"{model.threshold:.4f} calibrated / {thr_raw:.3f} raw; "
-          f"max |int8 - float| logit drift {np.abs(z_q - z).max():.3f} [{time.perf_counter() - t0:.1f}s]")
+    print(
+        f"wrote {args.out} ({args.out.stat().st_size // 1024} KiB); threshold "
+        f"{model.threshold:.2f} calibrated / {thr_raw:.3f} raw, slope {a:.3f}; "
+        f"max |int8 - float| logit drift {np.abs(z_q - z).max():.3f} "
+        f"[{time.perf_counter() - t0:.1f}s]"
+    )
     print("\nShipped model on held-out templates and tasks (never trained on):")
     print(f"  benign flagged: {flag[held_benign].mean():.2%} of {int(held_benign.sum())}")
     for f_name in sorted(set(fam)):
@@ -277,8 +317,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {f_name:28s} flagged {flag[sel].mean():7.2%}  (n={int(sel.sum())})")
     cap_test = np.array([c in CAPABILITIES for c in caps]) & test
     truth = np.array([CAPABILITIES.index(c) if c in CAPABILITIES else -1 for c in caps])
-    print(f"  capability accuracy on held-out labelled prompts: "
-          f"{(cap_pred[cap_test] == truth[cap_test]).mean():.2%} (n={int(cap_test.sum())})")
+    print(
+        f"  capability accuracy on held-out labelled prompts: "
+        f"{(cap_pred[cap_test] == truth[cap_test]).mean():.2%} (n={int(cap_test.sum())})"
+    )
 
     if args.no_lofo:
         return 0
@@ -288,7 +330,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("stays (its weight is learned only from the shared rule-count feature and benign")
     print("prompts); 'rule removed': the family's rule is switched off too, i.e. neither data")
     print("nor a rule for it exists.")
-    print("| held-out family | prompts | flagged, rules kept | flagged, rule removed | benign FPR |")
+    print(
+        "| held-out family | prompts | flagged, rules kept | flagged, rule removed | benign FPR |"
+    )
     print("|---|---:|---:|---:|---:|")
     tot = np.zeros(3)
     for family in trainset.ATTACK_FAMILIES:
@@ -296,18 +340,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         sel = fam_arr == family
         rates = []
         for strict in (False, True):
-            saved = bits_mat
+            bm = bits_mat
             if strict:
-                bits_mat = rule_matrix(hits & ~np.int64(1 << rules.names.index(family)), kinds)
-                bits_mat = bits_mat.astype(np.float64)
-            zz = logits(fit_on(rows))
-            bits_mat = saved
+                off = hits & ~np.int64(1 << rules.names.index(family))
+                bm = rule_matrix(off, kinds).astype(np.float64)
+            zz = logits(fit_on(rows, bm), bm)
             t = threshold_at(zz[held_benign], TARGET_FPR)
             rates.append(float((zz[sel] >= t).mean()))
             fpr = float((zz[held_benign] >= t).mean())
         tot += [int(sel.sum()), rates[0] * sel.sum(), rates[1] * sel.sum()]
-        print(f"| {family} | {int(sel.sum())} | {rates[0]:.1%} | {rates[1]:.1%} | {fpr:.2%} |",
-              flush=True)
+        print(
+            f"| {family} | {int(sel.sum())} | {rates[0]:.1%} | {rates[1]:.1%} | {fpr:.2%} |",
+            flush=True,
+        )
     print(f"| **all families** | {int(tot[0])} | {tot[1] / tot[0]:.1%} | {tot[2] / tot[0]:.1%} | |")
     print(f"[{time.perf_counter() - t0:.1f}s]")
     return 0

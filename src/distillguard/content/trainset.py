@@ -1,3 +1,5 @@
+# Templates are data: one prompt per line reads better than wrapped strings.
+# ruff: noqa: E501
 """The training and evaluation corpus: templates x slot fills, English and Chinese.
 
 Attack prompts are written per *family* (the six ways harvesting prompts elicit training
@@ -200,7 +202,14 @@ SENSITIVE_EN = [
     "criticism of the ruling party",
     "press freedom in China",
 ]
-SENSITIVE_ZH = ["六四事件", "台湾问题", "新疆问题", "香港2019年的抗议", "西藏问题", "对执政党的批评"]
+SENSITIVE_ZH = [
+    "六四事件",
+    "台湾问题",
+    "新疆问题",
+    "香港2019年的抗议",
+    "西藏问题",
+    "对执政党的批评",
+]
 DOMAINS = [
     ("math", "competition math"),
     ("math", "algebra"),
@@ -215,15 +224,24 @@ DOMAINS = [
     ("math", "grade school math"),
     ("coding", "LeetCode-style"),
 ]
-DOMAINS_ZH = [("math", "数学"), ("math", "奥数"), ("coding", "编程"), ("science", "物理"),
-              ("coding", "算法"), ("data_analysis", "统计")]
+DOMAINS_ZH = [
+    ("math", "数学"),
+    ("math", "奥数"),
+    ("coding", "编程"),
+    ("science", "物理"),
+    ("coding", "算法"),
+    ("data_analysis", "统计"),
+]
 RUBRICS = [
     "correctness (0-4), completeness (0-3), clarity (0-3)",
     "1 = unhelpful or wrong, 5 = partially correct, 10 = fully correct and well explained",
     "accuracy, reasoning quality, harmlessness, conciseness",
     "Does the response follow the instructions? Is every step justified? Is the final answer right?",
 ]
-RUBRICS_ZH = ["正确性（0-4分）、完整性（0-3分）、清晰度（0-3分）", "准确性、推理质量、安全性、简洁性"]
+RUBRICS_ZH = [
+    "正确性（0-4分）、完整性（0-3分）、清晰度（0-3分）",
+    "准确性、推理质量、安全性、简洁性",
+]
 TOOLS = [
     "search(query), browse(url), python(code)",
     "get_order(id), cancel_order(id, reason), refund(id)",
@@ -232,8 +250,13 @@ TOOLS = [
 ]
 NUMS = [5, 10, 20, 25, 30, 50, 100, 200, 500, 1000]
 LANGS = ["Python", "Java", "C++", "JavaScript", "Go", "Rust"]
-B64 = ["SGVsbG8sIHdvcmxkIQ==", "dGhlIHF1aWNrIGJyb3duIGZveA==", "eyJ1c2VyIjoiYWxpY2UifQ==",
-       "cGFzc3dvcmQxMjM=", "TWVldCBtZSBhdCBub29u"]
+B64 = [
+    "SGVsbG8sIHdvcmxkIQ==",
+    "dGhlIHF1aWNrIGJyb3duIGZveA==",
+    "eyJ1c2VyIjoiYWxpY2UifQ==",
+    "cGFzc3dvcmQxMjM=",
+    "TWVldCBtZSBhdCBub29u",
+]
 
 
 @dataclass
@@ -260,13 +283,24 @@ def _pools(split: str) -> _Pools:
     gsm_q = pick([r["prompt"] for r in gsm], "gsm")
     he = pick([r["prompt"] for r in heval], "he")
     tasks_en: list[tuple[str, str]] = []
-    for cap, items in (("math", MATH_EN + gsm_q[:150]), ("coding", CODE_EN + he[:60]),
-                       ("science", SCIENCE_EN), ("data_analysis", DATA_EN),
-                       ("writing", WRITING_EN), ("chat", CHAT_EN)):
+    for cap, items in (
+        ("math", MATH_EN + gsm_q[:150]),
+        ("coding", CODE_EN + he[:60]),
+        ("science", SCIENCE_EN),
+        ("data_analysis", DATA_EN),
+        ("writing", WRITING_EN),
+        ("chat", CHAT_EN),
+    ):
         tasks_en += [(cap, t) for t in pick(items, "t")]
     tasks_zh: list[tuple[str, str]] = []
-    for cap, items in (("math", MATH_ZH), ("coding", CODE_ZH), ("science", SCIENCE_ZH),
-                       ("data_analysis", DATA_ZH), ("writing", WRITING_ZH), ("chat", CHAT_ZH)):
+    for cap, items in (
+        ("math", MATH_ZH),
+        ("coding", CODE_ZH),
+        ("science", SCIENCE_ZH),
+        ("data_analysis", DATA_ZH),
+        ("writing", WRITING_ZH),
+        ("chat", CHAT_ZH),
+    ):
         tasks_zh += [(cap, t) for t in pick(items, "z")]
     responses = pick([r["response"] for r in gsm if r.get("response")], "r")
     si = _read("self_instruct.jsonl")
@@ -299,7 +333,7 @@ ATTACK_EN: dict[str, list[str]] = {
         "I want to see exactly how you think. Write out your raw reasoning, all of it, before the answer.\n{task}",
         "{task}\nProvide a detailed rationale explaining each step of your reasoning, followed by the final answer on its own line.",
         "For the following question, generate a step-by-step rationale and then the answer. Be exhaustive in the rationale. {task}",
-        "Respond in JSON with keys \"reasoning\" (your full chain of thought) and \"answer\".\n{task}",
+        'Respond in JSON with keys "reasoning" (your full chain of thought) and "answer".\n{task}',
         "Do not give just the answer. Give your complete thinking process verbatim, every step, then conclude.\n\n{task}",
         "{task}\n\nShow your thinking in full detail. Output your thought process first, wrapped in <think> tags.",
         "Explain your reasoning as if you were writing your internal monologue, all the way through, then answer. {task}",
@@ -325,7 +359,7 @@ ATTACK_EN: dict[str, list[str]] = {
         "I need a dataset: produce {n} {lang} coding problems with reference solutions and explanations.",
         "Produce {n} instruction-response pairs for fine-tuning a model on {domain}. Each response should include reasoning.",
         "Give me {n} more examples like the one below, each with a complete step-by-step solution.\nExample: {task}",
-        "Generate {n} training examples in the format {{\"prompt\": ..., \"chain_of_thought\": ..., \"answer\": ...}} covering {domain}.",
+        'Generate {n} training examples in the format {{"prompt": ..., "chain_of_thought": ..., "answer": ...}} covering {domain}.',
         "List {n} {domain} word problems and solve each one step by step.",
         "Synthesize {n} multi-turn conversations between a user and an assistant about {domain}, with high-quality assistant answers.",
         "Create a set of {n} hard {domain} questions with detailed rationales, suitable for training a reasoning model.",
@@ -350,7 +384,7 @@ ATTACK_EN: dict[str, list[str]] = {
         "Rank these responses from best to worst and justify the ranking in detail.\nQuery: {task}\n1. {response}\n2. {response2}",
         "Using the rubric ({rubric}), critique and score this model output. Be thorough.\n{response}",
         "SYS:You are an impartial judge evaluating AI assistant responses. Output a rating in the form [[rating]] after your explanation.||[User Question]\n{task}\n[The Start of Assistant's Answer]\n{response}\n[The End of Assistant's Answer]",
-        "Please act as a judge. Which of the two answers better follows the user's instructions? Explain, then output \"[[A]]\" or \"[[B]]\".\nQuestion: {task}\nAnswer A: {response}\nAnswer B: {response2}",
+        'Please act as a judge. Which of the two answers better follows the user\'s instructions? Explain, then output "[[A]]" or "[[B]]".\nQuestion: {task}\nAnswer A: {response}\nAnswer B: {response2}',
         "Rate the helpfulness and harmlessness of this reply on a 1-7 Likert scale with a justification for each dimension.\nUser: {task}\nAssistant: {response}",
         "Is this answer correct? Give a verdict (correct/incorrect), a confidence score and a detailed critique.\nQuestion: {task}\nCandidate answer: {response}",
         "Provide pairwise preference labels: for the prompt and the two completions, say which is preferred, by how much (1-5), and why.\nPrompt: {task}\nCompletion 1: {response}\nCompletion 2: {response2}",
@@ -418,7 +452,7 @@ ATTACK_ZH: dict[str, list[str]] = {
         "请输出你的完整思考过程，包括所有中间步骤，最后再给出答案：{task}",
         "{task}\n先把你内部的思维链全部写出来，放在<think>标签里，再回答。",
         "回答下面的问题。要求：详细写出你每一步的思考过程，不要省略，不要总结。{task}",
-        "请以JSON格式回答，包含\"reasoning\"（你完整的思维过程）和\"answer\"两个字段。{task}",
+        '请以JSON格式回答，包含"reasoning"（你完整的思维过程）和"answer"两个字段。{task}',
         "{task}\n请展示你全部的思考链条和推理细节，最后给出结论。",
         "我想看你是怎么思考的：请把你的原始推理过程完整输出，然后回答。{task}",
         "对于以下问题，先生成详细的推理依据，再给出答案，推理要尽可能详尽：{task}",
@@ -617,38 +651,79 @@ BENIGN_ZH: dict[str, list[str]] = {
     ],
 }
 
-HOWTO = ["change a flat tire", "set up a Python virtual environment", "bake sourdough bread",
-         "file my taxes as a freelancer", "solve a Rubik's cube", "configure SSH keys on GitHub",
-         "factor a quadratic equation", "write a cover letter"]
-CONCEPTS = ["how photosynthesis works", "long division", "how a bill becomes law",
-            "recursion in programming", "compound interest", "the Pythagorean theorem",
-            "how TCP handshakes work", "Bayes' theorem"]
+HOWTO = [
+    "change a flat tire",
+    "set up a Python virtual environment",
+    "bake sourdough bread",
+    "file my taxes as a freelancer",
+    "solve a Rubik's cube",
+    "configure SSH keys on GitHub",
+    "factor a quadratic equation",
+    "write a cover letter",
+]
+CONCEPTS = [
+    "how photosynthesis works",
+    "long division",
+    "how a bill becomes law",
+    "recursion in programming",
+    "compound interest",
+    "the Pythagorean theorem",
+    "how TCP handshakes work",
+    "Bayes' theorem",
+]
 SUBJECTS = ["high school biology", "college physics", "world history", "computer security"]
-MCQ = ["Which organelle produces ATP?\nA. Nucleus\nB. Mitochondria\nC. Ribosome\nD. Golgi",
-       "What is the SI unit of force?\nA. Joule\nB. Watt\nC. Newton\nD. Pascal",
-       "In which year did World War II end?\nA. 1943\nB. 1944\nC. 1945\nD. 1946"]
-MCQ_ZH = ["细胞中产生ATP的细胞器是？\nA. 细胞核\nB. 线粒体\nC. 核糖体\nD. 高尔基体",
-          "力的国际单位是？\nA. 焦耳\nB. 瓦特\nC. 牛顿\nD. 帕斯卡"]
-ASSIGN = ["a 5th grade persuasive essay", "a science fair project", "a group presentation",
-          "an undergraduate lab report", "a creative writing assignment"]
+MCQ = [
+    "Which organelle produces ATP?\nA. Nucleus\nB. Mitochondria\nC. Ribosome\nD. Golgi",
+    "What is the SI unit of force?\nA. Joule\nB. Watt\nC. Newton\nD. Pascal",
+    "In which year did World War II end?\nA. 1943\nB. 1944\nC. 1945\nD. 1946",
+]
+MCQ_ZH = [
+    "细胞中产生ATP的细胞器是？\nA. 细胞核\nB. 线粒体\nC. 核糖体\nD. 高尔基体",
+    "力的国际单位是？\nA. 焦耳\nB. 瓦特\nC. 牛顿\nD. 帕斯卡",
+]
+ASSIGN = [
+    "a 5th grade persuasive essay",
+    "a science fair project",
+    "a group presentation",
+    "an undergraduate lab report",
+    "a creative writing assignment",
+]
 ASSIGN_ZH = ["五年级的议论文", "科学展览项目", "小组展示", "大学实验报告"]
 GRADES = ["5th grade", "8th grade", "high school", "freshman"]
-DOES = ["parses dates in ISO 8601 format", "validates email addresses", "computes the median of a list",
-        "merges overlapping intervals", "converts Roman numerals to integers"]
+DOES = [
+    "parses dates in ISO 8601 format",
+    "validates email addresses",
+    "computes the median of a list",
+    "merges overlapping intervals",
+    "converts Roman numerals to integers",
+]
 DOES_ZH = ["解析日期", "校验邮箱地址", "计算列表中位数", "合并重叠区间"]
-TEXTS = ["hey, send me the report asap, it's late again.",
-         "The new policy is a disaster and everyone hates it.",
-         "We regret to inform you that your application was not successful.",
-         "I think the movie was too long but the music was great.",
-         "Our quarterly revenue grew 12% thanks to strong demand in Europe."]
-TEXTS_ZH = ["明天的会议推迟到下午三点。", "你的报告又晚交了，快点发给我。", "这部电影太长了，不过音乐很好听。"]
+TEXTS = [
+    "hey, send me the report asap, it's late again.",
+    "The new policy is a disaster and everyone hates it.",
+    "We regret to inform you that your application was not successful.",
+    "I think the movie was too long but the music was great.",
+    "Our quarterly revenue grew 12% thanks to strong demand in Europe.",
+]
+TEXTS_ZH = [
+    "明天的会议推迟到下午三点。",
+    "你的报告又晚交了，快点发给我。",
+    "这部电影太长了，不过音乐很好听。",
+]
 ITEMS = ["coffee", "flower", "bike repair", "pet grooming", "used book"]
-TOPICS_SMALL = ["fractions", "balancing chemical equations", "the past perfect tense", "derivatives"]
+TOPICS_SMALL = [
+    "fractions",
+    "balancing chemical equations",
+    "the past perfect tense",
+    "derivatives",
+]
 TOPICS_SMALL_ZH = ["分数", "化学方程式配平", "导数"]
 LANG2 = ["French", "German", "Spanish", "Chinese", "Japanese", "Russian"]
 
 
-def _fill(template: str, rng: random.Random, pools: _Pools, zh: bool) -> tuple[str, str | None, str]:
+def _fill(
+    template: str, rng: random.Random, pools: _Pools, zh: bool
+) -> tuple[str, str | None, str]:
     """Fill a template's slots; returns (prompt, system prompt, capability of the task)."""
     cap = ""
     values: dict[str, object] = {}
@@ -677,16 +752,30 @@ def _fill(template: str, rng: random.Random, pools: _Pools, zh: bool) -> tuple[s
         values["code"] = rng.choice(pools.code)
         cap = "coding"
     values.update(
-        n=rng.choice(NUMS), k=rng.randint(2, 400) * 10, k2=rng.randint(401, 900) * 10,
+        n=rng.choice(NUMS),
+        k=rng.randint(2, 400) * 10,
+        k2=rng.randint(401, 900) * 10,
         rubric=rng.choice(RUBRICS_ZH if zh else RUBRICS),
         response=rng.choice(pools.responses)[: rng.choice([120, 300, 600])],
         response2=rng.choice(pools.responses)[: rng.choice([120, 300, 600])],
-        lang2=rng.choice(LANG2), b64=rng.choice(B64), text=rng.choice(TEXTS),
-        text_zh=rng.choice(TEXTS_ZH), howto=rng.choice(HOWTO), concept=rng.choice(CONCEPTS),
-        subject=rng.choice(SUBJECTS), subject_zh="生物", mcq=rng.choice(MCQ),
-        mcq_zh=rng.choice(MCQ_ZH), assignment=rng.choice(ASSIGN), assignment_zh=rng.choice(ASSIGN_ZH),
-        grade=rng.choice(GRADES), does=rng.choice(DOES), does_zh=rng.choice(DOES_ZH),
-        n_small=rng.choice([3, 5, 10]), item=rng.choice(ITEMS), topic_small=rng.choice(TOPICS_SMALL),
+        lang2=rng.choice(LANG2),
+        b64=rng.choice(B64),
+        text=rng.choice(TEXTS),
+        text_zh=rng.choice(TEXTS_ZH),
+        howto=rng.choice(HOWTO),
+        concept=rng.choice(CONCEPTS),
+        subject=rng.choice(SUBJECTS),
+        subject_zh="生物",
+        mcq=rng.choice(MCQ),
+        mcq_zh=rng.choice(MCQ_ZH),
+        assignment=rng.choice(ASSIGN),
+        assignment_zh=rng.choice(ASSIGN_ZH),
+        grade=rng.choice(GRADES),
+        does=rng.choice(DOES),
+        does_zh=rng.choice(DOES_ZH),
+        n_small=rng.choice([3, 5, 10]),
+        item=rng.choice(ITEMS),
+        topic_small=rng.choice(TOPICS_SMALL),
         topic_small_zh=rng.choice(TOPICS_SMALL_ZH),
     )
     values.setdefault("topic", rng.choice(SENSITIVE_EN))
@@ -709,21 +798,50 @@ def _fill(template: str, rng: random.Random, pools: _Pools, zh: bool) -> tuple[s
     return text, system, cap
 
 
-PREFIX_EN = ["Thanks. ", "Ok, next one. ", "Great, now: ", "Hi! ", "Quick question. ", "Hello, ",
-             "Follow-up: ", "Please help. ", "One more thing. ", "Task: ", "Hey, ", "Good. "]
-SUFFIX_EN = [" Thanks!", " Please.", " Be precise.", " Keep it in English.", " Thank you.",
-             " ASAP please.", " :)", " No need to be brief.", " Appreciate it."]
+PREFIX_EN = [
+    "Thanks. ",
+    "Ok, next one. ",
+    "Great, now: ",
+    "Hi! ",
+    "Quick question. ",
+    "Hello, ",
+    "Follow-up: ",
+    "Please help. ",
+    "One more thing. ",
+    "Task: ",
+    "Hey, ",
+    "Good. ",
+]
+SUFFIX_EN = [
+    " Thanks!",
+    " Please.",
+    " Be precise.",
+    " Keep it in English.",
+    " Thank you.",
+    " ASAP please.",
+    " :)",
+    " No need to be brief.",
+    " Appreciate it.",
+]
 PREFIX_ZH = ["你好，", "谢谢。", "好的，接下来：", "请帮忙：", "再问一个：", "任务："]
 SUFFIX_ZH = ["谢谢！", "请认真回答。", "麻烦了。", "尽快。"]
-BENIGN_SYSTEMS = ["You are a helpful assistant.", "You are ChatGPT, a large language model.",
-                  "You are a friendly tutor for high school students.",
-                  "You are a coding assistant. Answer concisely."]
+BENIGN_SYSTEMS = [
+    "You are a helpful assistant.",
+    "You are ChatGPT, a large language model.",
+    "You are a friendly tutor for high school students.",
+    "You are a coding assistant. Answer concisely.",
+]
 BENIGN_SYSTEMS_ZH = ["你是一个乐于助人的助手。", "你是一名耐心的数学老师。"]
 
 
 def _templated(
-    table: dict[str, list[str]], zh: bool, label: int, per_template: int, rng: random.Random,
-    pools: dict[str, _Pools], prefix: str,
+    table: dict[str, list[str]],
+    zh: bool,
+    label: int,
+    per_template: int,
+    rng: random.Random,
+    pools: dict[str, _Pools],
+    prefix: str,
 ) -> Iterator[Example]:
     for family, templates in table.items():
         for i, template in enumerate(templates):
@@ -766,12 +884,19 @@ def _plain_benign(rng: random.Random) -> Iterator[Example]:
     for name, cap, get in sources:
         for row in _read(name):
             group = f"src/{name}/{row['id']}"
-            yield Example(get(row), None, f"benign/{name.split('.')[0]}", 0, cap, group,
-                          _split_of(group))
-    pools_by_cap = [("math", MATH_EN + MATH_ZH), ("coding", CODE_EN + CODE_ZH),
-                    ("science", SCIENCE_EN + SCIENCE_ZH), ("data_analysis", DATA_EN + DATA_ZH),
-                    ("agentic", AGENT_TASKS_EN + AGENT_TASKS_ZH), ("writing", WRITING_EN + WRITING_ZH),
-                    ("chat", CHAT_EN + CHAT_ZH), ("translation", TRANSLATION_EN + TRANSLATION_ZH)]
+            yield Example(
+                get(row), None, f"benign/{name.split('.')[0]}", 0, cap, group, _split_of(group)
+            )
+    pools_by_cap = [
+        ("math", MATH_EN + MATH_ZH),
+        ("coding", CODE_EN + CODE_ZH),
+        ("science", SCIENCE_EN + SCIENCE_ZH),
+        ("data_analysis", DATA_EN + DATA_ZH),
+        ("agentic", AGENT_TASKS_EN + AGENT_TASKS_ZH),
+        ("writing", WRITING_EN + WRITING_ZH),
+        ("chat", CHAT_EN + CHAT_ZH),
+        ("translation", TRANSLATION_EN + TRANSLATION_ZH),
+    ]
     for cap, items in pools_by_cap:
         for j, t in enumerate(items):
             group = f"pool/{cap}/{j}"

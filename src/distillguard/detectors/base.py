@@ -17,6 +17,7 @@ import pandas as pd
 from distillguard.errors import ConfigError, DetectorError
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
+ALL_PEERS = "__all__"  # the peer group of accounts with no known group
 
 
 @dataclass
@@ -35,6 +36,8 @@ class Detector(ABC):
     the feature columns and a ``peer_group`` column."""
 
     name: ClassVar[str]
+    # Feature columns this detector reads from ``X`` (the contract suite builds them).
+    inputs: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **params: Any) -> None:
         self._params = params
@@ -86,4 +89,3 @@ def squash(raw: FloatArray, midpoint: float, width: float) -> FloatArray:
     """Raw evidence to [0, 1]: a logistic centred on the evidence level worth a look."""
     out: FloatArray = 1.0 / (1.0 + np.exp(-(raw - midpoint) / width))
     return out
-

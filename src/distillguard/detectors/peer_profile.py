@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import pandas as pd
 
+from distillguard.detectors.base import ALL_PEERS as GLOBAL
 from distillguard.detectors.base import Detector, DetectorOutput, FloatArray, register, squash
 
 # feature -> (direction, floor of the scale, unit shown in reasons)
@@ -28,12 +29,12 @@ DEFAULT_FEATURES: dict[str, tuple[int, float, str]] = {
     "multi_n_share": (1, 0.05, ""),
     "long_max_tokens_share": (1, 0.05, ""),
 }
-GLOBAL = "__all__"
 
 
 @register
 class PeerProfileDetector(Detector):
     name: ClassVar[str] = "peer_profile"
+    inputs: ClassVar[tuple[str, ...]] = ("exchanges", *DEFAULT_FEATURES)
 
     def __init__(
         self,
@@ -48,8 +49,14 @@ class PeerProfileDetector(Detector):
         width: float = 1.0,
     ) -> None:
         super().__init__(
-            features=features, top_k=top_k, min_peers=min_peers, min_exchanges=min_exchanges,
-            z_cap=z_cap, reason_z=reason_z, midpoint=midpoint, width=width,
+            features=features,
+            top_k=top_k,
+            min_peers=min_peers,
+            min_exchanges=min_exchanges,
+            z_cap=z_cap,
+            reason_z=reason_z,
+            midpoint=midpoint,
+            width=width,
         )
         self.features = features
         self.top_k = top_k
@@ -91,7 +98,9 @@ class PeerProfileDetector(Detector):
         meds = np.zeros((n, len(spec)))
         for j, (feat, (direction, _, _)) in enumerate(spec.items()):
             med = used.map({g: b[feat][0] for g, b in self.baselines_.items()}).to_numpy(np.float64)
-            scale = used.map({g: b[feat][1] for g, b in self.baselines_.items()}).to_numpy(np.float64)
+            scale = used.map({g: b[feat][1] for g, b in self.baselines_.items()}).to_numpy(
+                np.float64
+            )
             values = X[feat].to_numpy(dtype=np.float64)
             zs[:, j] = np.clip(direction * (values - med) / scale, 0.0, self.z_cap)
             meds[:, j] = med
@@ -105,8 +114,10 @@ class PeerProfileDetector(Detector):
         for i in range(n) if explain else ():
             order = np.argsort(-zs[i])
             rs = []
+            # Strong deviations always explain; weaker ones only when together they flag.
+            bar = self.reason_z if raw[i] < self.midpoint else 0.0
             for j in order[:k]:
-                if zs[i, j] < self.reason_z:
+                if zs[i, j] <= bar:
                     break
                 feat = names[j]
                 unit = spec[feat][2]
@@ -116,7 +127,9 @@ class PeerProfileDetector(Detector):
                     f"of {peer} (robust z=+{zs[i, j]:.1f})"
                 )
             reasons[i] = rs
-        return DetectorOutput(raw=raw, score=squash(raw, self.midpoint, self.width), reasons=reasons)
+        return DetectorOutput(
+            raw=raw, score=squash(raw, self.midpoint, self.width), reasons=reasons
+        )
 
 
 def _groups(X: pd.DataFrame) -> np.ndarray[Any, np.dtype[Any]]:

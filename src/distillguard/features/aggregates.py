@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import ibis
+import pandas as pd
 
 HOUR_COLUMNS = tuple(f"h{h:02d}" for h in range(24))
 # Requests for many samples, log-probabilities or very long outputs are what a harvester
@@ -74,6 +75,14 @@ def cumulative_sums(b: Any) -> Any:
     )
 
 
+def account_bucket_frame(t: Any, *, bucket: str = "D") -> pd.DataFrame:
+    """Cumulative sums per (account, bucket) as a DataFrame, ``bucket`` as UTC timestamps."""
+    df: pd.DataFrame = cumulative_sums(bucket_sums(t, bucket=bucket)).to_pyarrow().to_pandas()
+    if df["bucket"].dt.tz is None:  # the engine truncates in UTC but drops the zone
+        df["bucket"] = df["bucket"].dt.tz_localize("UTC")
+    return df
+
+
 @dataclass
 class AccountSums:
     """One account's sums, updated one exchange at a time (the gateway's view)."""
@@ -92,7 +101,8 @@ class AccountSums:
         s["reasoning_tok"] += int(row.get("reasoning_tokens") or 0)
         s["single_turn"] += int((row.get("turn_index") or 0) == 0)
         s["logprobs"] += int(bool(row.get("logprobs")) or (row.get("top_logprobs") or 0) > 0)
-        s["multi_n"] += int((row.get("n") if row.get("n") is not None else 1) > 1)
+        n_samples = row.get("n")
+        s["multi_n"] += int(n_samples is not None and n_samples > 1)
         s["long_max_tokens"] += int((row.get("max_tokens") or 0) >= LONG_OUTPUT_TOKENS)
         s["with_system"] += int(len(row.get("system_prompt") or "") > 0)
         s[HOUR_COLUMNS[ts.hour]] += 1
@@ -101,5 +111,9 @@ class AccountSums:
         self.buckets.add(ts.date())
 
     def as_row(self) -> dict[str, Any]:
-        return {**self.sums, "first_ts": self.first_ts, "last_ts": self.last_ts,
-                "active_buckets": len(self.buckets)}
+        return {
+            **self.sums,
+            "first_ts": self.first_ts,
+            "last_ts": self.last_ts,
+            "active_buckets": len(self.buckets),
+        }

@@ -5,7 +5,7 @@ are staged to Parquet for the engine, rejected rows go to ``quarantine.jsonl`` w
 source, line and reason. ``rows_read == rows_valid + rows_quarantined`` always holds.
 """
 
-from distillguard.ingest.stage import StageResult, stage_inputs
 from distillguard.ingest.sources import SourceFile, expand_inputs
+from distillguard.ingest.stage import StageResult, stage_inputs
 
 __all__ = ["SourceFile", "StageResult", "expand_inputs", "stage_inputs"]

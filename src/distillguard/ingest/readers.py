@@ -4,15 +4,15 @@ plus the rejected ones, with the file and line (or row) number of every row."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.json as pj
 import pyarrow.compute as pc
+import pyarrow.json as pj
 import pyarrow.parquet as pq
 
 from distillguard.errors import InputError
@@ -113,7 +113,9 @@ def _epoch_to_ts(arr: pa.Array) -> pa.Array:
     nums = arr.cast(pa.float64()).to_numpy(zero_copy_only=False)
     us = np.where(np.abs(nums) >= EPOCH_MS_THRESHOLD, nums * 1_000.0, nums * 1_000_000.0)
     mask = np.isnan(us)
-    return pa.array(np.round(np.nan_to_num(us)).astype(np.int64), pa.int64(), mask=mask).cast(TS_TYPE)
+    return pa.array(np.round(np.nan_to_num(us)).astype(np.int64), pa.int64(), mask=mask).cast(
+        TS_TYPE
+    )
 
 
 def _fast_timestamps(arr: pa.Array) -> pa.Array | None:
@@ -134,36 +136,43 @@ def _fast_timestamps(arr: pa.Array) -> pa.Array | None:
         return None
     bounds = pc.min_max(out.cast(pa.int64()))
     lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
-    if lo is not None and not (TS_MIN_US <= lo and hi < TS_MAX_US):
+    if lo is not None and not (lo >= TS_MIN_US and hi < TS_MAX_US):
         return None
     return out
 
 
 def _fast_block(
-    block: LineBlock, name: str, columns: tuple[Column, ...], known: frozenset[str],
+    data: bytes,
+    numbers: np.ndarray[Any, np.dtype[np.int64]],
+    raw_line: Callable[[int], bytes],
+    name: str,
+    columns: tuple[Column, ...],
+    known: frozenset[str],
     schema: pa.Schema,
 ) -> tuple[pa.Table, list[Reject]] | None:
-    """Arrow's C++ JSON reader on the whole block; None when any line needs the careful path.
+    """Arrow's C++ JSON reader on many lines at once; None when a line needs the careful path.
 
     The reader is strict (a string in an int column, 12.5 for an int, a broken line all fail
-    the block), so a block it accepts needs only the value rules checked.
+    it), so lines it accepts need only the value rules checked.
     """
     try:
         # Arrow's reader lets invalid UTF-8 through into string columns; Python's decoder
-        # is a fast exact check, and a block that fails it takes the careful path.
-        block.data.decode("utf-8")
+        # is a fast exact check.
+        data.decode("utf-8")
     except UnicodeDecodeError:
         return None
     try:
         tb = pj.read_json(
-            io.BytesIO(block.data),
+            io.BytesIO(data),
             read_options=pj.ReadOptions(block_size=4 << 20),  # measured fastest on 2 cores
-            parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer"),
+            parse_options=pj.ParseOptions(
+                explicit_schema=schema, unexpected_field_behavior="infer"
+            ),
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return None
     n = tb.num_rows
-    if block.ends is None or n != len(block.ends):
+    if n != len(numbers):
         return None
     errors = RowErrors(n)
     arrays: dict[str, pa.Array] = {}
@@ -174,9 +183,14 @@ def _fast_block(
             continue
         arr = tb.column(col.name).combine_chunks()
         if col.kind == "timestamp":
-            arr = _fast_timestamps(arr)
-            if arr is None:
+            fast_ts = _fast_timestamps(arr)
+            if fast_ts is None and pa.types.is_string(arr.type):
+                # some strings are not times: find which, value by value, in this column only
+                arrays[col.name] = convert_column(col, arr.to_pylist(), errors)  # checks too
+                continue
+            if fast_ts is None:
                 return None
+            arr = fast_ts
         elif arr.type != col.arrow_type:
             return None
         check_values(col, arr, errors)
@@ -185,36 +199,72 @@ def _fast_block(
     extras = None
     if extra_names:
         extras = [_extra_json(r) for r in tb.select(extra_names).to_pylist()]
-    numbers = pa.array(np.arange(block.first_line, block.first_line + n, dtype=np.int64))
-    table = _assemble(columns, arrays, n, numbers, extras)
+    table = _assemble(columns, arrays, n, pa.array(numbers, pa.int64()), extras)
     rejects = []
     if errors.reasons:
-        for row_idx in sorted(errors.reasons):
-            rejects.append(Reject(name, block.first_line + row_idx, errors.reason(row_idx),
-                                  _raw_text(block.line(row_idx))))
+        for i in sorted(errors.reasons):
+            rejects.append(Reject(name, int(numbers[i]), errors.reason(i), _raw_text(raw_line(i))))
         table = table.filter(pa.array(errors.good_mask()))
     return table, rejects
 
 
+_ALLOWED_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "timestamp": (str, int, float),
+}
+
+
 def _parse_block(
-    block: LineBlock, name: str, columns: tuple[Column, ...], known: frozenset[str],
-    max_line_bytes: int, schema: pa.Schema,
+    block: LineBlock,
+    name: str,
+    columns: tuple[Column, ...],
+    known: frozenset[str],
+    max_line_bytes: int,
+    schema: pa.Schema,
 ) -> Block:
     rejects = [
-        Reject(name, ln, f"line too long: {size} bytes, limit {max_line_bytes}",
-               _raw_text(head) + "…[truncated]")
+        Reject(
+            name,
+            ln,
+            f"line too long: {size} bytes, limit {max_line_bytes}",
+            _raw_text(head) + "…[truncated]",
+        )
         for ln, head, size in block.oversize
     ]
-    if block.fast:
-        fast = _fast_block(block, name, columns, known, schema)
+    if block.ends is not None:
+        numbers = np.arange(block.first_line, block.first_line + len(block.ends), dtype=np.int64)
+        fast = _fast_block(block.data, numbers, block.line, name, columns, known, schema)
         if fast is not None:
             return Block(fast[0], rejects + fast[1], len(block))
-    rows: list[dict[str, Any]] = []
-    numbers: list[int] = []
-    raws: list[bytes] = []
+    table, screened_rejects, blank = _screen(*block.line_list(), name, columns, known, schema)
+    rejects.extend(screened_rejects)
+    return Block(table, rejects, len(block) - blank)
+
+
+def _screen(
+    lines: list[bytes],
+    numbers: list[int],
+    name: str,
+    columns: tuple[Column, ...],
+    known: frozenset[str],
+    schema: pa.Schema,
+) -> tuple[pa.Table, list[Reject], int]:
+    """A block the fast reader refused: parse each line, set aside the odd ones (bad JSON,
+    or a value of the wrong JSON type), and give the rest back to the fast reader. Rows
+    share a handful of key/type shapes, so the type check is a cache lookup per row."""
+    kinds = {c.name: c.kind for c in columns}
+    verdicts: dict[tuple[tuple[str, ...], tuple[type, ...]], bool] = {}
+    clean: list[bytes] = []
+    clean_numbers: list[int] = []
+    clean_items: list[tuple[dict[str, Any], int, bytes]] = []
+    odd: list[tuple[dict[str, Any], int, bytes]] = []
+    rejects: list[Reject] = []
     blank = 0
     loads = orjson.loads
-    for line, num in zip(*block.line_list(), strict=True):
+    for line, num in zip(lines, numbers, strict=True):
         try:
             obj = loads(line)
         except orjson.JSONDecodeError as err:
@@ -224,11 +274,60 @@ def _parse_block(
             rejects.append(Reject(name, num, _json_reason(err), _raw_text(line)))
             continue
         if type(obj) is not dict:
-            rejects.append(Reject(name, num, f"not a JSON object (got {type(obj).__name__})", _raw_text(line)))
+            kind = type(obj).__name__
+            rejects.append(Reject(name, num, f"not a JSON object (got {kind})", _raw_text(line)))
             continue
-        rows.append(obj)
-        numbers.append(num)
-        raws.append(line)
+        shape = (tuple(obj), tuple(map(type, obj.values())))
+        ok = verdicts.get(shape)
+        if ok is None:
+            ok = verdicts[shape] = all(
+                t is type(None) or t in _ALLOWED_TYPES[kinds[k]]
+                for k, t in zip(*shape, strict=True)
+                if k in kinds
+            )
+        if ok:
+            clean.append(line)
+            clean_numbers.append(num)
+            clean_items.append((obj, num, line))
+        else:
+            odd.append((obj, num, line))
+    tables: list[pa.Table] = []
+    if clean:
+        fast = _fast_block(
+            b"\n".join(clean),
+            np.asarray(clean_numbers, dtype=np.int64),
+            clean.__getitem__,
+            name,
+            columns,
+            known,
+            schema,
+        )
+        if fast is None:  # e.g. epoch and RFC 3339 times mixed in one block
+            odd.extend(clean_items)
+        else:
+            tables.append(fast[0])
+            rejects.extend(fast[1])
+    if odd:
+        odd.sort(key=lambda item: item[1])
+        table, odd_rejects = _dict_rows(odd, name, columns, known)
+        tables.append(table)
+        rejects.extend(odd_rejects)
+    if not tables:
+        return _assemble(columns, {}, 0, [], None), rejects, blank
+    if len(tables) == 1:
+        return tables[0], rejects, blank
+    return pa.concat_tables(tables).sort_by("_line"), rejects, blank
+
+
+def _dict_rows(
+    items: list[tuple[dict[str, Any], int, bytes]],
+    name: str,
+    columns: tuple[Column, ...],
+    known: frozenset[str],
+) -> tuple[pa.Table, list[Reject]]:
+    """The careful path: parsed rows checked value by value, each problem named."""
+    rows = [item[0] for item in items]
+    numbers = [item[1] for item in items]
     n = len(rows)
     errors = RowErrors(n)
     present: set[str] = set()
@@ -237,8 +336,7 @@ def _parse_block(
         if not row.keys() <= known:
             if extras is None:
                 extras = [None] * n
-            extra = {k: v for k, v in row.items() if k not in known}
-            extras[i] = orjson.dumps(extra).decode()
+            extras[i] = orjson.dumps({k: v for k, v in row.items() if k not in known}).decode()
         present.update(row)
     arrays: dict[str, pa.Array] = {}
     for col in columns:
@@ -248,11 +346,12 @@ def _parse_block(
         elif col.required:
             errors.add_mask(np.ones(n, dtype=bool), f"missing required field '{col.name}'")
     table = _assemble(columns, arrays, n, numbers, extras)
+    rejects = []
     if errors.reasons:
-        for row_idx in sorted(errors.reasons):
-            rejects.append(Reject(name, numbers[row_idx], errors.reason(row_idx), _raw_text(raws[row_idx])))
+        for i in sorted(errors.reasons):
+            rejects.append(Reject(name, numbers[i], errors.reason(i), _raw_text(items[i][2])))
         table = table.filter(pa.array(errors.good_mask()))
-    return Block(table, rejects, len(block) - blank)
+    return table, rejects
 
 
 def _fast_cast(col: Column, arr: pa.Array) -> pa.Array | None:
@@ -262,8 +361,9 @@ def _fast_cast(col: Column, arr: pa.Array) -> pa.Array | None:
         arr = arr.dictionary_decode()
         t = arr.type
     try:
-        if col.kind == "string" and (pa.types.is_string(t) or pa.types.is_large_string(t)
-                                     or pa.types.is_string_view(t)):
+        if col.kind == "string" and (
+            pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+        ):
             return arr.cast(pa.string())
         if col.kind == "int" and pa.types.is_integer(t):
             return arr.cast(pa.int64())  # safe cast: a uint64 over range raises, then row by row
@@ -282,7 +382,9 @@ def _fast_cast(col: Column, arr: pa.Array) -> pa.Array | None:
     return None
 
 
-def read_parquet(source: SourceFile, columns: tuple[Column, ...], *, batch_rows: int = 65536) -> Iterator[Block]:
+def read_parquet(
+    source: SourceFile, columns: tuple[Column, ...], *, batch_rows: int = 65536
+) -> Iterator[Block]:
     name = str(source)
     try:
         pf = pq.ParquetFile(source.path)
@@ -332,6 +434,8 @@ def _parquet_block(
     if errors.reasons:
         for row_idx in sorted(errors.reasons):
             raw = orjson.dumps(batch.slice(row_idx, 1).to_pylist()[0], default=str)
-            rejects.append(Reject(name, offset + row_idx + 1, errors.reason(row_idx), _raw_text(raw)))
+            rejects.append(
+                Reject(name, offset + row_idx + 1, errors.reason(row_idx), _raw_text(raw))
+            )
         table = table.filter(pa.array(errors.good_mask()))
     return Block(table, rejects, n)

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, cast
 
 from distillguard.errors import InputError
 
@@ -43,12 +43,12 @@ class SourceFile:
             raise InputError(f"cannot open: {err.strerror}", source=str(self.path)) from None
         try:
             if self.compression == "gzip":
-                yield gzip.GzipFile(fileobj=raw, mode="rb"), raw  # type: ignore[misc]
+                yield cast(BinaryIO, gzip.GzipFile(fileobj=raw, mode="rb")), raw
             elif self.compression == "zstd":
                 import zstandard
 
                 reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-                yield io.BufferedReader(reader, buffer_size=1 << 20), raw  # type: ignore[arg-type]
+                yield cast(BinaryIO, io.BufferedReader(reader, buffer_size=1 << 20)), raw
             else:
                 yield raw, raw
         finally:
@@ -100,7 +100,9 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[SourceFile]:
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and _is_data_file(p))
             if not found:
-                raise InputError("folder holds no .parquet/.jsonl/.jsonl.gz/.jsonl.zst files", source=text)
+                raise InputError(
+                    "folder holds no .parquet/.jsonl/.jsonl.gz/.jsonl.zst files", source=text
+                )
             files.extend(found)
         elif path.exists():
             files.append(path)

@@ -49,12 +49,19 @@ class StageResult:
 def staged_schema() -> pa.Schema:
     fields = [pa.field(c.name, c.arrow_type) for c in EXCHANGE_COLUMNS]
     return pa.schema(
-        [*fields, pa.field("_source", pa.string()), pa.field("_line", pa.int64()),
-         pa.field("_extra", pa.string()), pa.field("_seq", pa.int64())]
+        [
+            *fields,
+            pa.field("_source", pa.string()),
+            pa.field("_line", pa.int64()),
+            pa.field("_extra", pa.string()),
+            pa.field("_seq", pa.int64()),
+        ]
     )
 
 
-def _blocks(source: SourceFile, columns: tuple[Column, ...], max_line_bytes: int) -> Iterator[Block]:
+def _blocks(
+    source: SourceFile, columns: tuple[Column, ...], max_line_bytes: int
+) -> Iterator[Block]:
     if source.format == "parquet":
         return read_parquet(source, columns)
     return read_jsonl(source, columns, max_line_bytes=max_line_bytes)
@@ -195,12 +202,19 @@ def _quarantine_duplicates(
         rows = batch.to_pylist()
         rejects = []
         for r in rows:
-            raw = {k: v for k, v in r.items() if not k.startswith("_") and k not in
-                   ("first_source", "first_line", "exchange_id_right") and v is not None}
+            raw = {
+                k: v
+                for k, v in r.items()
+                if not k.startswith("_")
+                and k not in ("first_source", "first_line", "exchange_id_right")
+                and v is not None
+            }
             rejects.append(
                 Reject(
-                    r["_source"], r["_line"],
-                    f"duplicate exchange_id {r['exchange_id']!r} (first seen at {r['first_source']}:{r['first_line']})",
+                    r["_source"],
+                    r["_line"],
+                    f"duplicate exchange_id {r['exchange_id']!r} "
+                    f"(first seen at {r['first_source']}:{r['first_line']})",
                     orjson.dumps(raw, default=str).decode(),
                 )
             )
@@ -231,9 +245,20 @@ def _stage_accounts(
                 for i, (acc, line) in enumerate(zip(ids, lines, strict=True)):
                     if acc in seen:  # accounts are few: an in-memory set is fine here
                         first = seen[acc]
-                        rejects.append(Reject(str(source), line, f"duplicate account_id {acc!r} "
-                                              f"(first seen at {first[0]}:{first[1]})", orjson.dumps(
-                                                  block.valid.slice(i, 1).drop_columns(["_line", "_extra"]).to_pylist()[0], default=str).decode()))
+                        rejects.append(
+                            Reject(
+                                str(source),
+                                line,
+                                f"duplicate account_id {acc!r} "
+                                f"(first seen at {first[0]}:{first[1]})",
+                                orjson.dumps(
+                                    block.valid.slice(i, 1)
+                                    .drop_columns(["_line", "_extra"])
+                                    .to_pylist()[0],
+                                    default=str,
+                                ).decode(),
+                            )
+                        )
                     else:
                         seen[acc] = (str(source), line)
                         keep.append(i)

@@ -29,8 +29,14 @@ _ALLOWED: dict[Kind, frozenset[type]] = {
     "bool": frozenset({bool, _NONE}),
     "timestamp": frozenset({str, int, float, _NONE}),
 }
-_TYPE_NAMES = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array",
-               dict: "object"}
+_TYPE_NAMES = {
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    list: "array",
+    dict: "object",
+}
 
 
 class RowErrors:
@@ -61,7 +67,7 @@ def _type_name(value: object) -> str:
     return _TYPE_NAMES.get(type(value), type(value).__name__)
 
 
-def _parse_ts_value(value: object) -> int | str:
+def parse_ts_value(value: object) -> int | str:
     """One timestamp to epoch microseconds, or the reason it is not one."""
     if isinstance(value, bool):
         return "expected a timestamp (RFC 3339 string or epoch number), got boolean"
@@ -111,7 +117,7 @@ def _timestamps(values: Sequence[object], col: str, errors: RowErrors) -> pa.Arr
         if v is None:
             out.append(None)
             continue
-        parsed = _parse_ts_value(v)
+        parsed = parse_ts_value(v)
         if isinstance(parsed, str):
             errors.add(i, f"field '{col}': {parsed}")
             out.append(None)
@@ -166,7 +172,9 @@ def convert_column(column: Column, values: Sequence[object], errors: RowErrors) 
     else:
         types = set(map(type, values))
         arr = None
-        if types <= _ALLOWED[column.kind] and not (column.kind == "float" and _has_nonfinite(values)):
+        if types <= _ALLOWED[column.kind] and not (
+            column.kind == "float" and _has_nonfinite(values)
+        ):
             try:
                 arr = pa.array(values, column.arrow_type)
             except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, UnicodeEncodeError):
@@ -184,7 +192,7 @@ def convert_column(column: Column, values: Sequence[object], errors: RowErrors) 
 
 
 def _has_nonfinite(values: Sequence[object]) -> bool:
-    return any(type(v) is float and not math.isfinite(v) for v in values)  # type: ignore[arg-type]
+    return any(type(v) is float and not math.isfinite(v) for v in values)
 
 
 def check_values(column: Column, arr: pa.Array, errors: RowErrors) -> None:
@@ -196,8 +204,10 @@ def check_values(column: Column, arr: pa.Array, errors: RowErrors) -> None:
             empty = pc.equal(pc.utf8_length(arr), 0).fill_null(False).to_numpy(zero_copy_only=False)
             missing = missing | empty
         if missing.any():
-            errors.add_mask(missing & ~_already_bad(errors, len(arr), column.name),
-                            f"missing required field '{column.name}'")
+            errors.add_mask(
+                missing & ~_already_bad(errors, len(arr), column.name),
+                f"missing required field '{column.name}'",
+            )
     if column.non_negative and len(arr):
         negative = pc.less(arr, 0).fill_null(False).to_numpy(zero_copy_only=False)
         if negative.any():

@@ -45,38 +45,70 @@ def build_bundle(campaigns: list[dict[str, Any]], key: bytes | None = None) -> d
     key_id = hashlib.sha256(key).hexdigest()[:16]
     now = _ts(None)
     identity = {
-        "type": "identity", "spec_version": "2.1", "id": _id("identity", "distillguard", key_id),
-        "created": now, "modified": now, "name": "distillguard", "identity_class": "system",
+        "type": "identity",
+        "spec_version": "2.1",
+        "id": _id("identity", "distillguard", key_id),
+        "created": now,
+        "modified": now,
+        "name": "distillguard",
+        "identity_class": "system",
     }
     objects: list[dict[str, Any]] = [identity]
     for c in campaigns:
         cid = _id("campaign", c["campaign_id"])
-        objects.append({
-            "type": "campaign", "spec_version": "2.1", "id": cid, "created": now, "modified": now,
-            "created_by_ref": identity["id"], "name": f"distillation campaign {c['campaign_id']}",
-            "description": c["summary"], "first_seen": _ts(c["first_seen"]),
-            "last_seen": _ts(c["last_seen"]), "objective": "model distillation (answer harvesting)",
-        })
+        objects.append(
+            {
+                "type": "campaign",
+                "spec_version": "2.1",
+                "id": cid,
+                "created": now,
+                "modified": now,
+                "created_by_ref": identity["id"],
+                "name": f"distillation campaign {c['campaign_id']}",
+                "description": c["summary"],
+                "first_seen": _ts(c["first_seen"]),
+                "last_seen": _ts(c["last_seen"]),
+                "objective": "model distillation (answer harvesting)",
+            }
+        )
         for indicator in c["indicators"]:
             kind, _, value = indicator.partition(":")
             digest = keyed_hash(f"{kind}:{value}", key)
             iid = _id("indicator", c["campaign_id"], indicator)
-            objects.append({
-                "type": "indicator", "spec_version": "2.1", "id": iid, "created": now,
-                "modified": now, "created_by_ref": identity["id"],
-                "name": f"{kind} shared by campaign accounts (keyed hash)",
-                "indicator_types": ["malicious-activity"], "pattern_type": "stix",
-                "pattern": f"[x-distillguard-keyed-hash:value = '{digest}']",
-                "valid_from": _ts(c["first_seen"]),
-                "x_distillguard_kind": kind, "x_distillguard_key_id": key_id,
-            })
-            objects.append({
-                "type": "relationship", "spec_version": "2.1",
-                "id": _id("relationship", iid, cid), "created": now, "modified": now,
-                "relationship_type": "indicates", "source_ref": iid, "target_ref": cid,
-            })
-    return {"type": "bundle", "id": _id("bundle", key_id, *sorted(c["campaign_id"] for c in campaigns)),
-            "objects": objects}
+            objects.append(
+                {
+                    "type": "indicator",
+                    "spec_version": "2.1",
+                    "id": iid,
+                    "created": now,
+                    "modified": now,
+                    "created_by_ref": identity["id"],
+                    "name": f"{kind} shared by campaign accounts (keyed hash)",
+                    "indicator_types": ["malicious-activity"],
+                    "pattern_type": "stix",
+                    "pattern": f"[x-distillguard-keyed-hash:value = '{digest}']",
+                    "valid_from": _ts(c["first_seen"]),
+                    "x_distillguard_kind": kind,
+                    "x_distillguard_key_id": key_id,
+                }
+            )
+            objects.append(
+                {
+                    "type": "relationship",
+                    "spec_version": "2.1",
+                    "id": _id("relationship", iid, cid),
+                    "created": now,
+                    "modified": now,
+                    "relationship_type": "indicates",
+                    "source_ref": iid,
+                    "target_ref": cid,
+                }
+            )
+    return {
+        "type": "bundle",
+        "id": _id("bundle", key_id, *sorted(c["campaign_id"] for c in campaigns)),
+        "objects": objects,
+    }
 
 
 def write_stix(path: Path, campaigns: list[dict[str, Any]]) -> None:

@@ -42,7 +42,9 @@ CAMPAIGNS_SCHEMA = pa.schema(
 )
 
 
-def campaign_rows(t: Any, accounts: pd.DataFrame, campaigns: list[Campaign]) -> list[dict[str, Any]]:
+def campaign_rows(
+    t: Any, accounts: pd.DataFrame, campaigns: list[Campaign]
+) -> list[dict[str, Any]]:
     if not campaigns:
         return []
     members = pd.DataFrame(
@@ -77,7 +79,8 @@ def campaign_rows(t: Any, accounts: pd.DataFrame, campaigns: list[Campaign]) -> 
                 "capabilities": [],
                 "indicators": indicators,
                 "summary": (
-                    f"{len(c.account_ids)} accounts sharing {', '.join(c.shared) or 'infrastructure'} "
+                    f"{len(c.account_ids)} accounts sharing "
+                    f"{', '.join(c.shared) or 'infrastructure'} "
                     f"made {int(st.exchanges):,} exchanges over {days:.1f} days."
                 ),
             }
@@ -97,14 +100,22 @@ def write_outputs(
     from distillguard.outputs.report import write_report
     from distillguard.outputs.stix import write_stix
 
-    acc_table = pa.Table.from_pandas(
-        accounts[[f.name for f in ACCOUNTS_SCHEMA]], schema=ACCOUNTS_SCHEMA, preserve_index=False
+    acc_table = pa.table(
+        {
+            f.name: pa.array(accounts[f.name].tolist(), f.type, from_pandas=True)
+            for f in ACCOUNTS_SCHEMA
+        },
+        schema=ACCOUNTS_SCHEMA,
     )
     pq.write_table(acc_table, out_dir / "accounts.parquet")
     rows = campaign_rows(t, accounts, campaigns)
-    pq.write_table(pa.Table.from_pylist(rows, schema=CAMPAIGNS_SCHEMA), out_dir / "campaigns.parquet")
+    pq.write_table(
+        pa.Table.from_pylist(rows, schema=CAMPAIGNS_SCHEMA), out_dir / "campaigns.parquet"
+    )
 
-    scores = ibis.memtable(accounts[["account_id", "score"]].rename(columns={"score": "account_score"}))
+    scores = ibis.memtable(
+        accounts[["account_id", "score"]].rename(columns={"score": "account_score"})
+    )
     scored = t.select("exchange_id", "account_id", "_seq").join(scores, "account_id")
     scored = scored.order_by("_seq").select("exchange_id", "account_id", score=scored.account_score)
     con.to_parquet(scored, out_dir / "exchanges_scored.parquet")

@@ -82,7 +82,7 @@ def default_populations() -> tuple[PopulationSpec, ...]:
             "enterprise_batch", "enterprise_batch", accounts=80, daily=4_000.0, min_accounts=2
         ),
         PopulationSpec("benchmark", "benchmark", accounts=150, daily=600.0, min_accounts=4),
-        PopulationSpec("reseller", "reseller", accounts=50, daily=3_000.0, min_accounts=2),
+        PopulationSpec("reseller", "reseller", accounts=50, daily=2_500.0, min_accounts=2),
         PopulationSpec("agent", "agent", accounts=2_000, daily=150.0, min_accounts=8),
         PopulationSpec("nat", "nat", accounts=5_000, daily=18.0, min_accounts=50),
         PopulationSpec(

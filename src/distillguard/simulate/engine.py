@@ -28,7 +28,6 @@ from distillguard.schema import (
     ACCOUNT_COLUMNS,
     EXCHANGE_COLUMNS,
     TS_TYPE,
-    arrow_schema,
     truth_account_schema,
     truth_exchange_schema,
 )
@@ -129,10 +128,11 @@ def _shape(g: Group, hours: Arr) -> Arr:
         )
         base = np.broadcast_to(np.isin(hours % 24, active) * (24 / 7), (g.n, len(hours)))
     elif g.timing == "human":
-        return human
+        return np.asarray(human, dtype=np.float64)
     else:
         base = np.ones((g.n, len(hours)))
-    return g.human[:, None] * human + (1 - g.human[:, None]) * base
+    mixed: Arr = g.human[:, None] * human + (1 - g.human[:, None]) * base
+    return mixed
 
 
 def _noise_k(g: Group) -> float:
@@ -271,7 +271,7 @@ def _assemble(n: int, parts: list[tuple[Arr, pa.Array]]) -> pa.Array:
 
 
 def _chatty(turn: Arr, homework: Arr, rng: np.random.Generator) -> tuple[pa.Array, Arr, Arr]:
-    """What people type: questions, homework, code, follow-ups. Returns prompt and length sources."""
+    """What people type: questions, homework, code, follow-ups (prompt, length sources)."""
     c = T.corpus()
     n = len(turn)
     u = rng.random(n)
@@ -496,7 +496,7 @@ def _attack_content(g: Group, ex: Exchanges, rng: np.random.Generator) -> Conten
                     (np.flatnonzero(~e), body.take(pa.array(np.flatnonzero(~e)))),
                 ],
             )
-            tools[sel] = rng.integers(4, 24, m)
+            tools[sel] = _toolset(g, ex.acct[sel], rng)
             in_src[sel] = MOON
         else:
             txt = T.render(
@@ -504,7 +504,7 @@ def _attack_content(g: Group, ex: Exchanges, rng: np.random.Generator) -> Conten
                 _styled(len(T.COMPUTER_USE), m, camo.paraphrase, rng, g),
                 g=T.rand_pick(T.COMPUTER_GOALS, m, rng),
             )
-            tools[sel] = rng.integers(3, 12, m)
+            tools[sel] = _toolset(g, ex.acct[sel], rng)
             in_src[sel] = MOON_SYN
         parts.append((sel, txt))
     # Later turns of agentic sessions carry tool results, not a new user message.
@@ -514,6 +514,11 @@ def _attack_content(g: Group, ex: Exchanges, rng: np.random.Generator) -> Conten
         prompt = pc.if_else(pa.array(later), pa.scalar("", pa.string()), prompt)
     is_attack = ~cover
     return Content(prompt, is_attack, in_src, out_src, tools)
+
+
+def _toolset(g: Group, acct: Arr, rng: np.random.Generator) -> Arr:
+    sets: Arr = g.extra["toolsets"]
+    return np.asarray(sets[acct, (rng.random(len(acct)) < 0.3).astype(np.int64)], dtype=np.int64)
 
 
 def _sweep(g: Group, pool: pa.Array, m: int) -> pa.Array:
@@ -545,10 +550,12 @@ def _wrap(
     fmt = T.pick(T.ATTACK_FORMATS, style["formats"][rng.integers(0, len(style["formats"]), m)])
     seps = ["\n\n", "\n", " "] if paraphrase >= 0.5 else ["\n\n"]
     sep = T.rand_pick(seps, m, rng)
-    after = T.join(lead, body, sep, cot, " ", fmt)
+    # Trim so an empty demand leaves no dangling separator: whitespace must not be a tell.
+    demand = pc.utf8_trim_whitespace(T.join(cot, " ", fmt))
+    after = pc.utf8_trim_whitespace(T.join(lead, body, sep, demand))
     if not style["demand_first"]:
         return after
-    before = T.join(cot, " ", fmt, sep, lead, body)
+    before = pc.utf8_trim_whitespace(T.join(demand, sep, lead, body))
     first = rng.random(m) < 0.4
     return pc.if_else(pa.array(first), before, after)
 
@@ -584,8 +591,9 @@ def _table(
     asn_i = infra.asn_index_of_ip(ips)
     ua = g.ua.draw(a, rng)
     sys_idx = g.system_idx[a]
-    sys_pool = pa.array([*g.systems, None], type=pa.string())
-    system = sys_pool.take(pa.array(np.where(sys_idx >= 0, sys_idx, len(g.systems))))
+    system = _dict(
+        ctx, "system_prompt", g.extra["sys_offset"] + np.maximum(sys_idx, 0), sys_idx < 0
+    )
     prompt_tok = (
         np.asarray(pc.utf8_length(content.prompt).to_numpy(zero_copy_only=False), dtype=np.float64)
         / 3.6
@@ -593,7 +601,8 @@ def _table(
     sys_tok = np.array([len(s) / 3.6 for s in g.systems] + [0.0])[
         np.where(sys_idx >= 0, sys_idx, len(g.systems))
     ]
-    growth = 1.0 + 0.35 * ex.turn
+    # Chat traces are per request; agent traces (Mooncake) already include the history.
+    growth = np.where(content.in_src == CONV, np.minimum(1.0 + 0.15 * ex.turn, 3.0), 1.0)
     sampled = _sample_len(content.in_src, "in", rng) * np.where(
         g.kind == "enterprise_batch", 0.25, 1.0
     )
@@ -608,11 +617,12 @@ def _table(
     reasoning_tokens = np.where(reasoning, (output * rng.uniform(0.4, 0.9, n)).astype(np.int64), 0)
     logprobs = rng.random(n) < g.logprobs[a]
     temp = g.temperature[a]
-    tools = (
-        g.tools[a]
-        if content.tools is None
-        else np.maximum(content.tools, g.tools[a] * (content.tools > 0))
-    )
+    if content.tools is not None:
+        tools = np.maximum(content.tools, g.tools[a] * (content.tools > 0))
+    elif "toolsets" in g.extra:
+        tools = np.where(g.tools[a] > 0, _toolset(g, a, rng), 0)
+    else:
+        tools = g.tools[a]
     has_sys = sys_idx >= 0
     status = np.where(rng.random(n) < 0.006, 429, np.where(rng.random(n) < 0.003, 500, 200))
     latency = (180 + output * rng.uniform(8, 25, n)) * np.exp(0.3 * rng.standard_normal(n))
@@ -627,19 +637,19 @@ def _table(
         "exchange_id": pa.nulls(n, pa.string()),  # assigned after the chunk is sorted
         "ts": pa.array(ts_us, type=pa.int64()).cast(TS_TYPE),
         "account_id": account_ids.take(pa.array(a)),
-        "model": pa.array(MODELS[model], type=pa.string()),
+        "model": _dict(ctx, "model", model),
         "prompt": content.prompt,
         "input_tokens": pa.array(input_tokens),
         "output_tokens": pa.array(output),
         "api_key_id": hex_ids("key-", g.keys.draw(a, rng).astype(np.uint64), SALT_KEY, 16),
         "org_id": hex_ids("org-", g.org[a].astype(np.uint64), SALT_ORG, 12),
-        "endpoint": pa.array(ENDPOINTS[endpoint], type=pa.string()),
+        "endpoint": _dict(ctx, "endpoint", endpoint),
         "ip": ip_strings(ips),
         "asn": pa.array(infra.asn[asn_i]),
         "country": pa.array(
             np.array(COUNTRIES, dtype=object)[infra.country[asn_i]], type=pa.string()
         ),
-        "user_agent": pa.array(np.array(infra.user_agents, dtype=object)[ua], type=pa.string()),
+        "user_agent": _dict(ctx, "user_agent", ua),
         "payment_fingerprint": hex_ids("pm-", g.payment[a].astype(np.uint64), SALT_PAY, 16),
         "system_prompt": system,
         "conversation_id": masked(conv_ids, conv_flag),
@@ -662,10 +672,30 @@ def _table(
         "latency_ms": pa.array(latency),
         "response_text": pa.nulls(n, pa.string()),
     }
-    arrays = [cols[c.name].cast(c.arrow_type) for c in EXCHANGE_COLUMNS]
+    arrays = [
+        cols[c.name] if c.name in DICT_COLUMNS else cols[c.name].cast(c.arrow_type)
+        for c in EXCHANGE_COLUMNS
+    ]
     arrays.append(pa.array(content.is_attack))
     names = [c.name for c in EXCHANGE_COLUMNS] + ["__is_attack"]
     return pa.Table.from_arrays(arrays, names=names)
+
+
+DICT_COLUMNS = ("model", "endpoint", "user_agent", "system_prompt")
+LOW_CARDINALITY = ("account_id", "org_id", "payment_fingerprint", "api_key_id", "country", "asn")
+
+
+def _dict(ctx: Ctx, name: str, idx: Arr, null: Arr | None = None) -> pa.Array:
+    indices = pa.array(idx.astype(np.int32), mask=null)
+    return pa.DictionaryArray.from_arrays(indices, ctx.dicts[name])
+
+
+def _writer_schema() -> pa.Schema:
+    fields = []
+    for c in EXCHANGE_COLUMNS:
+        typ = pa.dictionary(pa.int32(), pa.string()) if c.name in DICT_COLUMNS else c.arrow_type
+        fields.append(pa.field(c.name, typ, nullable=not c.required))
+    return pa.schema(fields)
 
 
 # -- driver --------------------------------------------------------------------------
@@ -716,14 +746,32 @@ def run(
         rng=np.random.default_rng([seed, 9]),
     )
     groups = _build_groups(scenario, scale, ctx, seed)
+    offset = 0
+    for g in groups:
+        g.extra["sys_offset"] = offset
+        offset += len(g.systems)
+    ctx.dicts.update(
+        system_prompt=pa.array([s for g in groups for s in g.systems], type=pa.string()),
+        user_agent=pa.array(ctx.infra.user_agents, type=pa.string()),
+        model=pa.array(list(MODELS), type=pa.string()),
+        endpoint=pa.array(list(ENDPOINTS), type=pa.string()),
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     account_ids = [
         hex_ids("acct-", g.gidx.astype(np.uint64), SALT_ACCOUNT + seed, 12) for g in groups
     ]
     _write_accounts(out_dir, groups, account_ids, ctx, start_us)
 
-    schema = arrow_schema(EXCHANGE_COLUMNS)
-    ex_writer = pq.ParquetWriter(out_dir / "exchanges.parquet", schema, compression="zstd")
+    schema = _writer_schema()
+    # Repeated strings travel as dictionaries (cheap to sort and write); without the stored
+    # Arrow schema readers see the contract's plain string columns.
+    ex_writer = pq.ParquetWriter(
+        out_dir / "exchanges.parquet",
+        schema,
+        compression="zstd",
+        store_schema=False,
+        use_dictionary=[*DICT_COLUMNS, *LOW_CARDINALITY],
+    )
     tr_writer = pq.ParquetWriter(
         out_dir / "truth_exchanges.parquet", truth_exchange_schema(), compression="zstd"
     )

@@ -154,6 +154,14 @@ class Infra:
     def asns_of(self, kind: int) -> Arr:
         return np.flatnonzero(self.kind == kind)
 
+    def pick_asns(self, kinds: list[int], size: int, rng: np.random.Generator) -> Arr:
+        """ASNs of the given kinds, weighted by popularity (a few big networks dominate)."""
+        return _weighted(np.concatenate([self.asns_of(k) for k in kinds]), size, rng)
+
+    def pick_uas(self, kinds: list[int], size: int, rng: np.random.Generator) -> Arr:
+        """User agents of the given kinds, weighted by popularity (recent versions dominate)."""
+        return _weighted(np.concatenate([self.ua_of(k) for k in kinds]), size, rng)
+
     def random_ips(self, asn_idx: Arr, rng: np.random.Generator) -> Arr:
         return (
             self.base[asn_idx] + rng.integers(256, 65_280, len(asn_idx)).astype(np.uint32)
@@ -161,6 +169,14 @@ class Infra:
 
     def ua_of(self, kind: int) -> Arr:
         return np.flatnonzero(self.ua_kind == kind)
+
+
+def _weighted(cand: Arr, size: int, rng: np.random.Generator) -> Arr:
+    # Zipf-like popularity, with ranks fixed by the candidate's own index so every
+    # population sees the same popular values: rarity is never a label artefact.
+    rank = splitmix64(cand.astype(np.uint64)) % np.uint64(len(cand))
+    w = 1.0 / (rank.astype(np.float64) + 2.0)
+    return rng.choice(cand, size, p=w / w.sum())
 
 
 def _user_agents(rng: np.random.Generator) -> tuple[list[str], Arr]:
@@ -184,14 +200,16 @@ def _user_agents(rng: np.random.Generator) -> tuple[list[str], Arr]:
     for os_ in oses:
         for v in range(110, 132):
             browsers.append(
-                f"Mozilla/5.0 ({os_}) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.0.0 Safari/537.36"
+                f"Mozilla/5.0 ({os_}) AppleWebKit/537.36 (KHTML, like Gecko) "
+                f"Chrome/{v}.0.0.0 Safari/537.36"
             )
         for v in range(115, 130, 2):
             browsers.append(f"Mozilla/5.0 ({os_}; rv:{v}.0) Gecko/20100101 Firefox/{v}.0")
     for v in range(15, 18):
         for p in range(0, 6):
             browsers.append(
-                f"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/{v}.{p} Safari/605.1.15"
+                "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 "
+                f"(KHTML, like Gecko) Version/{v}.{p} Safari/605.1.15"
             )
     agents = [f"langchain/0.{m}.{p}" for m in (1, 2, 3) for p in range(0, 20, 3)]
     agents += [f"llama-index/0.10.{p}" for p in range(0, 60, 6)] + [

@@ -134,6 +134,8 @@ class Ctx:
     rng: np.random.Generator
     next_payment: int = 0
     next_org: int = 0
+    # Shared dictionaries for repeated strings (user agents, system prompts, ...).
+    dicts: dict[str, Any] = field(default_factory=dict)
 
     def payments(self, n: int) -> Arr:
         out = np.arange(self.next_payment, self.next_payment + n, dtype=np.int64)
@@ -193,7 +195,8 @@ def _email(rng: np.random.Generator, n: int, kind: str, org: Arr | None = None) 
         ["north", "blue", "apex", "nova", "river", "quant", "terra", "lumen", "orbit", "pine"],
         dtype=object,
     )
-    return words[org % len(words)] + np.char.mod("%d", org % 997).astype(object) + suffix
+    out: Arr = words[org % len(words)] + np.char.mod("%d", org % 997).astype(object) + suffix
+    return out
 
 
 def _tiers(rng: np.random.Generator, n: int, names: list[str], weights: list[float]) -> Arr:
@@ -216,7 +219,10 @@ def _ip_pool_per_account(
     kw = np.array(kind_w if kind_w else [1.0] * len(kinds))
     # One home network per account, so all its IPs share an ASN most of the time.
     home_kind = np.array(kinds)[rng.choice(len(kinds), n, p=kw / kw.sum())]
-    home_asn = np.array([rng.choice(ctx.infra.asns_of(int(kk))) for kk in home_kind])
+    home_asn = np.zeros(n, dtype=np.int64)
+    for kk in set(home_kind.tolist()):
+        sel = home_kind == kk
+        home_asn[sel] = ctx.infra.pick_asns([int(kk)], int(sel.sum()), rng)
     per_ip_asn = np.repeat(home_asn, k)
     roam = rng.random(total) < 0.15
     mobile = ctx.infra.asns_of(MOBILE)
@@ -230,7 +236,7 @@ def _block_pool(
 ) -> Pool:
     """A few IPs inside one /24 of one ASN per account (cloud egress, office NAT)."""
     k = rng.integers(k_low, k_high + 1, n)
-    asn = rng.choice(ctx.infra.asns_of(kind), n)
+    asn = ctx.infra.pick_asns([kind], n, rng)
     block = ctx.infra.random_ips(asn, rng) & np.uint32(0xFFFFFF00)
     ips = np.repeat(block, k) + rng.integers(2, 250, int(k.sum())).astype(np.uint32)
     return Pool.slices(ips.astype(np.uint32), k)
@@ -240,8 +246,7 @@ def _ua_pool(
     ctx: Ctx, rng: np.random.Generator, n: int, kinds: list[int], k_low: int, k_high: int
 ) -> Pool:
     k = rng.integers(k_low, k_high + 1, n)
-    cand = np.concatenate([ctx.infra.ua_of(kk) for kk in kinds])
-    vals = rng.choice(cand, int(k.sum()))
+    vals = ctx.infra.pick_uas(kinds, int(k.sum()), rng)
     return Pool.slices(vals, k)
 
 
@@ -300,9 +305,11 @@ def _base(
         adopt_at=adopt_at,
         adopt_share=adopt_share,
         temperature=np.where(rng.random(n) < 0.5, np.nan, rng.choice([0.2, 0.5, 0.7, 1.0], n)),
-        max_tokens=np.where(rng.random(n) < 0.5, 0, rng.choice([256, 512, 1024, 2048, 4096], n)),
+        max_tokens=np.where(
+            rng.random(n) < 0.5, 0, rng.choice([256, 512, 1024, 2048, 4096, 8192, 16384], n)
+        ),
         stream=rng.choice([0.0, 0.9, 1.0], n),
-        logprobs=np.zeros(n),
+        logprobs=np.where(rng.random(n) < 0.04, 0.3, 0.0),  # confidence scores in some apps
         n_choices=np.ones(n, dtype=np.int64),
         tools=np.zeros(n, dtype=np.int64),
         system_idx=np.full(n, -1),
@@ -427,7 +434,7 @@ def _enterprise(spec: PopulationSpec, n: int, ctx: Ctx, rng: np.random.Generator
         "enterprise_batch",
         spec.name,
         n,
-        _lognormal_daily(rng, spec.daily, 0.6, n),
+        _lognormal_daily(rng, spec.daily, 0.5, n),
         _countries(rng, n),
         ip=_block_pool(ctx, rng, n, CLOUD, 2, 5),
         ua=_ua_pool(ctx, rng, n, [3, 0], 1, 1),
@@ -471,7 +478,7 @@ def _benchmark(spec: PopulationSpec, n: int, ctx: Ctx, rng: np.random.Generator)
         human=np.ones(n),
         arrival="regular",
         temperature=np.zeros(n),
-        max_tokens=rng.choice([512, 1024, 2048, 4096], n),
+        max_tokens=rng.choice([512, 1024, 2048, 4096, 8192, 16384], n),
         stream=np.zeros(n),
         logprobs=np.where(rng.random(n) < 0.3, 0.5, 0.0),
         adopt_at=adopt,
@@ -493,8 +500,7 @@ def _reseller(spec: PopulationSpec, n: int, ctx: Ctx, rng: np.random.Generator) 
     res = np.concatenate([ctx.infra.asns_of(RESIDENTIAL), ctx.infra.asns_of(MOBILE)])
     ips = ctx.infra.random_ips(rng.choice(res, int(k.sum())), rng)
     ku = rng.integers(300, 480, n)
-    browsers = ctx.infra.ua_of(1)
-    uas = rng.choice(np.concatenate([browsers, ctx.infra.ua_of(0)]), int(ku.sum()))
+    uas = ctx.infra.pick_uas([1, 0], int(ku.sum()), rng)
     org = ctx.orgs(n)
     systems = [
         f"You are {name}, a friendly AI assistant. Answer helpfully."
@@ -516,7 +522,7 @@ def _reseller(spec: PopulationSpec, n: int, ctx: Ctx, rng: np.random.Generator) 
         "reseller",
         spec.name,
         n,
-        _lognormal_daily(rng, spec.daily, 0.6, n),
+        _lognormal_daily(rng, spec.daily, 0.4, n),
         _countries(rng, n),
         ip=Pool.slices(ips, k),
         ua=Pool.slices(uas, ku),
@@ -556,8 +562,9 @@ def _agent(spec: PopulationSpec, n: int, ctx: Ctx, rng: np.random.Generator) -> 
         systems=SYSTEM_PROMPTS_AGENT,
         system_idx=rng.integers(0, len(SYSTEM_PROMPTS_AGENT), n),
         tools=rng.integers(4, 31, n),
+        extra={"toolsets": rng.integers(4, 31, (n, 2))},
         temperature=rng.choice([0.0, 0.1, 0.3], n),
-        max_tokens=rng.choice([1024, 2048, 4096], n),
+        max_tokens=rng.choice([1024, 2048, 4096, 8192], n),
         tier=_tiers(rng, n, ["startup", "pro", "enterprise"], [0.4, 0.3, 0.3]),
         email_domain=_email(rng, n, "startup", org),
         org=org,
@@ -641,7 +648,7 @@ def _gray(spec: PopulationSpec, n: int, ctx: Ctx, rng: np.random.Generator) -> G
         human=rng.random(n) * 0.5,
         temperature=rng.choice([0.8, 1.0, 1.2], n),
         n_choices=rng.choice([1, 1, 2, 4], n),
-        max_tokens=rng.choice([2048, 4096], n),
+        max_tokens=rng.choice([2048, 4096, 8192], n),
         tier=_tiers(rng, n, ["startup", "pro", "enterprise"], [0.5, 0.3, 0.2]),
         email_domain=_email(rng, n, "startup", org),
         org=org,
@@ -669,17 +676,16 @@ def build_campaign(spec: CampaignSpec, n: int, ctx: Ctx, rng: np.random.Generato
         pool = infra.random_ips(rng.choice(res, max(50, n * 3)), rng)
         ip = Pool.shared(pool, n)
     elif spec.kind == "moonshot_like":
-        mix = np.concatenate([rng.choice(infra.asns_of(CLOUD), 20), rng.choice(res, 40)])
+        mix = np.concatenate([infra.pick_asns([CLOUD], 20, rng), rng.choice(res, 40)])
         ip = Pool.shared(infra.random_ips(rng.choice(mix, max(20, n // 2)), rng), n)
         ip = Pool(ip.values, rng.integers(0, max(1, len(ip.values) - 8), n), np.full(n, 8))
     else:
-        asns = rng.choice(infra.asns_of(CLOUD), 2)
+        asns = infra.pick_asns([CLOUD], 2, rng)
         ip = Pool.shared(infra.random_ips(rng.choice(asns, max(6, n // 4)), rng), n)
     # User agents: hydra and moonshot rotate SDKs per request; others keep one or two.
     if spec.kind in ("hydra", "moonshot_like"):
-        sdk = np.concatenate([infra.ua_of(0), infra.ua_of(3)])
         ua = (
-            Pool.shared(rng.choice(sdk, 40), n)
+            Pool.shared(infra.pick_uas([0, 3], 40, rng), n)
             if not camo.unique_ips
             else _ua_pool(ctx, rng, n, [0, 3], 2, 6)
         )
@@ -698,8 +704,10 @@ def build_campaign(spec: CampaignSpec, n: int, ctx: Ctx, rng: np.random.Generato
         created = -rng.uniform(60, 540, n) * DAY
         active_from = np.full(n, start_s) + rng.random(n) * 0.2 * (end_s - start_s)
     else:
-        n_bursts = max(1, n // 150)
-        burst_t = start_s - 10 * DAY + rng.random(n_bursts) * (0.7 * (end_s - start_s) + 10 * DAY)
+        # Sign-up bursts of tens to hundreds of accounts, mostly in the two weeks before the
+        # campaign starts and some in its first quarter (replacements, expansion).
+        n_bursts = max(3, n // 150)
+        burst_t = start_s - 14 * DAY + rng.random(n_bursts) * (0.25 * (end_s - start_s) + 14 * DAY)
         created = burst_t[rng.integers(0, n_bursts, n)] + rng.random(n) * 1800
         active_from = np.maximum(created + rng.random(n) * 6 * 3600, start_s)
     active_to = np.full(n, end_s)
@@ -715,7 +723,8 @@ def build_campaign(spec: CampaignSpec, n: int, ctx: Ctx, rng: np.random.Generato
         email = _email(rng, n, "personal")
         verified = rng.random(n) < 0.7
     else:
-        temperature = np.full(n, 0.6 if spec.kind == "deepseek_like" else 0.7)
+        # Lazy but not exotic: values that ordinary customers send too.
+        temperature = np.full(n, 0.7 if spec.kind == "deepseek_like" else 1.0)
         max_tokens = np.full(n, 16384 if spec.kind == "deepseek_like" else 8192)
         stream = np.zeros(n)
         logprobs = np.full(n, 0.5 if spec.kind == "minimax_like" else 0.0)
@@ -786,12 +795,12 @@ def build_campaign(spec: CampaignSpec, n: int, ctx: Ctx, rng: np.random.Generato
         servegen_client=rng.integers(0, len(sg["shape"]), n),
         servegen_offset=rng.integers(0, 336, n),
         spec=spec,
-        extra=_wrapper_style(spec, rng),
+        extra=_wrapper_style(spec, rng, n),
     )
     return g
 
 
-def _wrapper_style(spec: CampaignSpec, rng: np.random.Generator) -> dict[str, Any]:
+def _wrapper_style(spec: CampaignSpec, rng: np.random.Generator, n: int) -> dict[str, Any]:
     """Which wrapper phrasings a campaign uses: few when lazy, the whole space when paraphrasing."""
     from distillguard.simulate.text import ATTACK_COT, ATTACK_FORMATS, ATTACK_LEADS
 
@@ -806,4 +815,6 @@ def _wrapper_style(spec: CampaignSpec, rng: np.random.Generator) -> dict[str, An
         "cot": subset(len(ATTACK_COT)),
         "formats": subset(len(ATTACK_FORMATS)),
         "demand_first": p >= 0.5,
+        # Each account's harness offers one or two fixed tool sets, like a real framework.
+        "toolsets": rng.integers(3, 24, (n, 2)),
     }
