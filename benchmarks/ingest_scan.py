@@ -24,11 +24,12 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-WORDS = (
+_TEXT = (
     "explain the difference between two approaches write a python function that parses "
     "summarize this article translate into french solve for x step by step what is the "
     "capital of how do I configure a reverse proxy with caching and rate limits for an api"
-).split()
+)
+WORDS = tuple(_TEXT.split(" "))
 
 
 def generate(path: Path, rows: int, seed: int = 0) -> None:
@@ -101,7 +102,9 @@ def run_one(rows: int, workdir: Path) -> dict[str, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--rows", type=int, nargs="+", default=[5_000_000])
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
@@ -111,11 +114,15 @@ def main() -> None:
     if args.one:
         print(json.dumps(run_one(args.rows[0], workdir)))
         return
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     for rows in args.rows:
         out = subprocess.run(
             [sys.executable, __file__, "--one", "--rows", str(rows), "--workdir", str(workdir)],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         )
         print(out.stdout.strip().splitlines()[-1], flush=True)
 
