@@ -21,11 +21,12 @@ def features(n: int, seed: int = 0, *, outlier: bool = True) -> pd.DataFrame:
     cols = sorted({c for d in DETECTORS.values() for c in d.inputs})
     data = {c: rng.lognormal(0.0, 0.3, n) * 0.2 for c in cols}
     data["exchanges"] = rng.integers(20, 400, n).astype(float)
+    data["content_sampled"] = np.minimum(data["exchanges"], 60.0)
     df = pd.DataFrame(data, index=pd.Index([f"a{i}" for i in range(n)], name="account_id"))
     df["peer_group"] = np.where(np.arange(n) % 2 == 0, "pro", "free")
     if outlier:
         df.iloc[-1, df.columns.get_indexer(cols)] = df[cols].max().to_numpy() * 50 + 5
-        df.iloc[-1, df.columns.get_loc("exchanges")] = 5000.0
+        df.iloc[-1, df.columns.get_indexer(["exchanges", "content_sampled"])] = 5000.0
     return df
 
 
@@ -100,14 +101,14 @@ def test_pickles(name: str) -> None:
 
 def test_one_account_and_one_exchange(name: str) -> None:
     X = features(1, outlier=False)
-    X["exchanges"] = 1.0
+    X["exchanges"] = X["content_sampled"] = 1.0
     out = create(name).fit(X).score(X)
     assert len(out.score) == 1 and 0.0 <= out.score[0] <= 1.0
 
 
 def test_account_with_one_exchange_in_a_population(name: str) -> None:
     X = features(100, seed=6)
-    X.iloc[0, X.columns.get_loc("exchanges")] = 1.0
+    X.iloc[0, X.columns.get_indexer(["exchanges", "content_sampled"])] = 1.0
     out = create(name).fit(X).score(X)
     assert np.isfinite(out.raw[0]) and 0.0 <= out.score[0] <= 1.0
 

@@ -27,6 +27,7 @@ class Policy:
     threshold: float = 0.5
     checkpoint: str = "1d"
     memory_limit: str = "2GB"
+    content_per_bucket: int = 16
     detectors: tuple[DetectorSpec, ...] = ()
     link_keys: tuple[str, ...] = ("payment_fingerprint", "ip24", "system_prompt_hash")
     max_key_accounts: int = 200
@@ -55,7 +56,7 @@ def parse_policy(data: dict[str, Any], source: str = "<policy>") -> Policy:
 
     _expect(data, {"scan", "detectors", "linking", "gateway"}, "top level", source)
     scan = data.get("scan", {})
-    _expect(scan, {"threshold", "checkpoint", "memory_limit"}, "scan", source)
+    _expect(scan, {"threshold", "checkpoint", "memory_limit", "content_per_bucket"}, "scan", source)
     threshold = _num(scan.get("threshold", 0.5), "scan.threshold", source, lo=0.0, hi=1.0)
     checkpoint = str(scan.get("checkpoint", "1d"))
     if checkpoint not in _CHECKPOINTS:
@@ -91,6 +92,11 @@ def parse_policy(data: dict[str, Any], source: str = "<policy>") -> Policy:
         threshold=threshold,
         checkpoint=checkpoint,
         memory_limit=str(scan.get("memory_limit", "2GB")),
+        content_per_bucket=int(
+            _num(
+                scan.get("content_per_bucket", 16), "scan.content_per_bucket", source, lo=1, hi=1e6
+            )
+        ),
         detectors=tuple(specs),
         link_keys=keys,
         max_key_accounts=int(

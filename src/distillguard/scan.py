@@ -15,7 +15,13 @@ from distillguard import __version__
 from distillguard.detectors import DetectorOutput, create
 from distillguard.detectors.base import ALL_PEERS
 from distillguard.engine import connect
-from distillguard.features import SUM_COLUMNS, account_bucket_frame, derive_features
+from distillguard.features import (
+    CONTENT_SUM_COLUMNS,
+    SUM_COLUMNS,
+    account_bucket_frame,
+    derive_features,
+)
+from distillguard.features.content import content_bucket_sums, score_sample
 from distillguard.ingest import StageResult, stage_inputs
 from distillguard.ingest.stage import DEFAULT_MAX_LINE_BYTES
 from distillguard.linking import Campaign, account_key_values, link_accounts
@@ -47,7 +53,7 @@ def _peer_groups(accounts: pd.DataFrame | None, ids: pd.Index) -> pd.Series:
 
 
 def _features(sums: pd.DataFrame, peers: pd.Series) -> pd.DataFrame:
-    cols = {name: sums[name].to_numpy() for name in SUM_COLUMNS}
+    cols = {name: sums[name].to_numpy() for name in (*SUM_COLUMNS, *CONTENT_SUM_COLUMNS)}
     cols["active_buckets"] = sums["active_buckets"].to_numpy()
     feats = pd.DataFrame(derive_features(cols), index=sums["account_id"].to_numpy())
     feats.index.name = "account_id"
@@ -97,8 +103,24 @@ def run_scan(
     )
     accounts_df = acc_t.to_pyarrow().to_pandas() if acc_t is not None else None
 
+    unit = bucket_unit(pol)
+    rep.stage("classify prompts (per-account sample)", total=None)
+    from distillguard.content import ElicitationClassifier
+
+    content_path = work / "content.parquet"
+    classified = score_sample(
+        con,
+        t,
+        content_path,
+        ElicitationClassifier.load_default(),
+        per_bucket=pol.content_per_bucket,
+        bucket=unit,
+    )
+    rep.log(f"{classified:,} prompts classified")
+    content = content_bucket_sums(con.read_parquet(content_path))
+
     rep.stage("account features", total=None)
-    cum = account_bucket_frame(t, bucket=bucket_unit(pol))
+    cum = account_bucket_frame(t, bucket=unit, extra=content, extra_columns=CONTENT_SUM_COLUMNS)
     last = cum.sort_values("bucket").groupby("account_id", sort=False).tail(1)
     ids = pd.Index(last["account_id"].to_numpy())
     peers = _peer_groups(accounts_df, ids)

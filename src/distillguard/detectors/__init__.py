@@ -5,6 +5,7 @@ Add a detector by subclassing :class:`Detector` in a module here and decorating 
 runs over it automatically.
 """
 
+from distillguard.detectors import content as _content  # noqa: F401  (registers)
 from distillguard.detectors import peer_profile as _peer_profile  # noqa: F401  (registers)
 from distillguard.detectors.base import (
     DETECTORS,

@@ -47,6 +47,7 @@ class PeerProfileDetector(Detector):
         reason_z: float = 3.0,
         midpoint: float = 5.0,
         width: float = 1.0,
+        evidence: str = "exchanges",
     ) -> None:
         super().__init__(
             features=features,
@@ -57,7 +58,9 @@ class PeerProfileDetector(Detector):
             reason_z=reason_z,
             midpoint=midpoint,
             width=width,
+            evidence=evidence,
         )
+        self.evidence = evidence
         self.features = features
         self.top_k = top_k
         self.min_peers = min_peers
@@ -106,7 +109,7 @@ class PeerProfileDetector(Detector):
             meds[:, j] = med
         k = min(self.top_k, zs.shape[1])
         strongest = -np.sort(-zs, axis=1)[:, :k] if k else np.zeros((n, 0))
-        exchanges = X["exchanges"].to_numpy(dtype=np.float64)
+        exchanges = X[self.evidence].to_numpy(dtype=np.float64)
         evidence = exchanges / (exchanges + self.min_exchanges)
         raw: FloatArray = strongest.sum(axis=1) * evidence
         names = list(spec)

@@ -15,9 +15,12 @@ from distillguard.features.aggregates import (
     cumulative_sums,
     exchange_contributions,
 )
-from distillguard.features.derive import FEATURE_NAMES, derive_features
+from distillguard.features.content import CONTENT_SUM_COLUMNS
+from distillguard.features.derive import CONTENT_FEATURE_NAMES, FEATURE_NAMES, derive_features
 
 __all__ = [
+    "CONTENT_FEATURE_NAMES",
+    "CONTENT_SUM_COLUMNS",
     "FEATURE_NAMES",
     "HOUR_COLUMNS",
     "SUM_COLUMNS",

@@ -64,10 +64,10 @@ def bucket_sums(t: Any, *, bucket: str = "D") -> Any:
     )
 
 
-def cumulative_sums(b: Any) -> Any:
+def cumulative_sums(b: Any, columns: tuple[str, ...] = SUM_COLUMNS) -> Any:
     """Running sums per account over its buckets: the account as of each bucket's end."""
     w = ibis.cumulative_window(group_by="account_id", order_by="bucket")
-    cols = {name: b[name].sum().over(w) for name in SUM_COLUMNS}
+    cols = {name: b[name].sum().over(w) for name in columns}
     return b.mutate(
         **cols,
         first_ts=b.first_ts.min().over(w),
@@ -75,9 +75,21 @@ def cumulative_sums(b: Any) -> Any:
     )
 
 
-def account_bucket_frame(t: Any, *, bucket: str = "D") -> pd.DataFrame:
-    """Cumulative sums per (account, bucket) as a DataFrame, ``bucket`` as UTC timestamps."""
-    df: pd.DataFrame = cumulative_sums(bucket_sums(t, bucket=bucket)).to_pyarrow().to_pandas()
+def account_bucket_frame(
+    t: Any, *, bucket: str = "D", extra: Any | None = None, extra_columns: tuple[str, ...] = ()
+) -> pd.DataFrame:
+    """Cumulative sums per (account, bucket) as a DataFrame, ``bucket`` as UTC timestamps.
+
+    ``extra`` is another table of per-(account, bucket) sums (e.g. content sums) merged in
+    before accumulating; buckets it lacks count as zero.
+    """
+    b = bucket_sums(t, bucket=bucket)
+    columns = SUM_COLUMNS
+    if extra is not None:
+        b = b.left_join(extra, ["account_id", "bucket"]).drop("account_id_right", "bucket_right")
+        b = b.mutate(**{c: b[c].fill_null(0) for c in extra_columns})
+        columns = (*SUM_COLUMNS, *extra_columns)
+    df: pd.DataFrame = cumulative_sums(b, columns).to_pyarrow().to_pandas()
     if df["bucket"].dt.tz is None:  # the engine truncates in UTC but drops the zone
         df["bucket"] = df["bucket"].dt.tz_localize("UTC")
     return df

@@ -11,6 +11,14 @@ from distillguard.features.aggregates import HOUR_COLUMNS
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 
+CONTENT_FEATURE_NAMES = (
+    "content_sampled",
+    "elicitation_share",
+    "mean_elicitation",
+    "coding_share",
+    "math_share",
+    "agentic_share",
+)
 FEATURE_NAMES = (
     "exchanges",
     "rate_per_active_day",
@@ -44,7 +52,8 @@ def derive_features(sums: Mapping[str, Any], *, bucket_days: float = 1.0) -> dic
         entropy = -np.where(p > 0, p * np.log2(p), 0.0).sum(axis=-1)
     active_days = np.maximum(_arr(sums["active_buckets"]) * bucket_days, 1.0)
     out_tok = _arr(sums["out_tok"])
-    return {
+    content = _content_features(sums) if "c_n" in sums else {}
+    return content | {
         "exchanges": n,
         "rate_per_active_day": n / active_days,
         "hour_entropy": entropy,
@@ -56,4 +65,17 @@ def derive_features(sums: Mapping[str, Any], *, bucket_days: float = 1.0) -> dic
         "logprobs_share": _arr(sums["logprobs"]) / safe_n,
         "multi_n_share": _arr(sums["multi_n"]) / safe_n,
         "long_max_tokens_share": _arr(sums["long_max_tokens"]) / safe_n,
+    }
+
+
+def _content_features(sums: Mapping[str, Any]) -> dict[str, FloatArray]:
+    sampled = _arr(sums["c_n"])
+    safe = np.maximum(sampled, 1.0)
+    return {
+        "content_sampled": sampled,
+        "elicitation_share": _arr(sums["c_elicit"]) / safe,
+        "mean_elicitation": _arr(sums["c_elicit_sum"]) / safe,
+        "coding_share": _arr(sums["c_cap_coding"]) / safe,
+        "math_share": _arr(sums["c_cap_math"]) / safe,
+        "agentic_share": _arr(sums["c_cap_agentic"]) / safe,
     }

@@ -270,6 +270,26 @@ def _assemble(n: int, parts: list[tuple[Arr, pa.Array]]) -> pa.Array:
     return pa.concat_arrays([arr for _, arr in parts]).take(pa.array(inverse))
 
 
+# Small phrase pools used per call; module level so they are converted to Arrow once.
+_CODE_LEADS = [
+    "why does this fail?\n",
+    "can you finish this function?\n",
+    "",
+    "explain this code:\n",
+    "这段代码怎么写？\n",
+    "write tests for:\n",
+    "what's the complexity of this?\n",
+]
+_FOLLOW_TAILS = ["", "", "", " thanks", "?", " pls"]
+_AGENT_LEADS = ["", "User goal: ", "Customer: ", "Task: ", ""]
+_SEPS = ["\n\n", "\n", " "]
+_SEP_PLAIN = ["\n\n"]
+_FMT_PARTS = [
+    ([f[0] for f in fm], [f[1] for f in fm])
+    for fm in (T.BENCH_MATH_FORMATS, T.BENCH_MATH_FORMATS, T.BENCH_CODE_FORMATS)
+]
+
+
 def _chatty(turn: Arr, homework: Arr, rng: np.random.Generator) -> tuple[pa.Array, Arr, Arr]:
     """What people type: questions, homework, code, follow-ups (prompt, length sources)."""
     c = T.corpus()
@@ -287,21 +307,12 @@ def _chatty(turn: Arr, homework: Arr, rng: np.random.Generator) -> tuple[pa.Arra
             (np.flatnonzero(~student), T.rand_pick(T.CHAT_CLOSERS, int((~student).sum()), rng)),
         ],
     )
-    code_lead = [
-        "why does this fail?\n",
-        "can you finish this function?\n",
-        "",
-        "explain this code:\n",
-        "这段代码怎么写？\n",
-        "write tests for:\n",
-        "what's the complexity of this?\n",
-    ]
     parts = [
         (
             follow,
             T.join(
                 T.rand_pick(T.FOLLOW_UPS, len(follow), rng),
-                T.rand_pick(["", "", "", " thanks", "?", " pls"], len(follow), rng),
+                T.rand_pick(_FOLLOW_TAILS, len(follow), rng),
             ),
         ),
         (
@@ -312,7 +323,10 @@ def _chatty(turn: Arr, homework: Arr, rng: np.random.Generator) -> tuple[pa.Arra
                 hw_close,
             ),
         ),
-        (code, T.join(T.rand_pick(code_lead, len(code), rng), T.rand_pick(c.code, len(code), rng))),
+        (
+            code,
+            T.join(T.rand_pick(_CODE_LEADS, len(code), rng), T.rand_pick(c.code, len(code), rng)),
+        ),
         (
             rest,
             T.join(
@@ -350,10 +364,9 @@ def _content(g: Group, ex: Exchanges, rng: np.random.Generator) -> Content:
     if g.kind == "enterprise_batch":
         which = g.extra["templates"][ex.acct, (rng.random(n) < 0.3).astype(np.int64)]
         ids = T.numbers(n, rng, 10_000, 99_999_999)
-        prefix_tpl = np.array(T.BATCH_FILLERS_PREFIX, dtype=object)[
-            g.extra["templates"][ex.acct, 0] % len(T.BATCH_FILLERS_PREFIX)
-        ]
-        pre = T.render(list(dict.fromkeys(prefix_tpl)), _index_of(prefix_tpl), n=ids)
+        # Each tenant numbers its records its own way (or not at all).
+        prefix_idx = g.extra["templates"][ex.acct, 0] % len(T.BATCH_FILLERS_PREFIX)
+        pre = T.render(T.BATCH_FILLERS_PREFIX, prefix_idx, n=ids)
         prompt = T.join(
             T.pick(c.t0_prefix, which),
             pre,
@@ -372,14 +385,14 @@ def _content(g: Group, ex: Exchanges, rng: np.random.Generator) -> Content:
                 (np.flatnonzero(~empty), T.rand_pick(T.FOLLOW_UPS, int((~empty).sum()), rng)),
             ],
         )
-        lead = ["", "User goal: ", "Customer: ", "Task: ", ""]
         prompt = _assemble(
             n,
             [
                 (
                     first,
                     T.join(
-                        T.rand_pick(lead, len(first), rng), T.rand_pick(c.agent, len(first), rng)
+                        T.rand_pick(_AGENT_LEADS, len(first), rng),
+                        T.rand_pick(c.agent, len(first), rng),
                     ),
                 ),
                 (later, later_txt),
@@ -396,16 +409,6 @@ def _content(g: Group, ex: Exchanges, rng: np.random.Generator) -> Content:
         )
         return Content(prompt, false, np.full(n, CONV), np.full(n, R1))
     return _attack_content(g, ex, rng)
-
-
-def _index_of(values: Arr) -> Arr:
-    uniq = list(dict.fromkeys(values))
-    lookup = {v: i for i, v in enumerate(uniq)}
-    return (
-        np.array([lookup[v] for v in values], dtype=np.int64)
-        if len(uniq) > 1
-        else np.zeros(len(values), dtype=np.int64)
-    )
 
 
 _MIX = {
@@ -548,7 +551,7 @@ def _wrap(
         ],
     )
     fmt = T.pick(T.ATTACK_FORMATS, style["formats"][rng.integers(0, len(style["formats"]), m)])
-    seps = ["\n\n", "\n", " "] if paraphrase >= 0.5 else ["\n\n"]
+    seps = _SEPS if paraphrase >= 0.5 else _SEP_PLAIN
     sep = T.rand_pick(seps, m, rng)
     # Trim so an empty demand leaves no dangling separator: whitespace must not be a tell.
     demand = pc.utf8_trim_whitespace(T.join(cot, " ", fmt))
@@ -864,10 +867,9 @@ def _bench_content(g: Group, ex: Exchanges, items: Arr, rng: np.random.Generator
         if not len(sel):
             continue
         body = T.pick(pool, item[sel] % len(pool))
-        fmts = T.BENCH_CODE_FORMATS if b == 2 else T.BENCH_MATH_FORMATS
         fidx = (g.extra["code_fmt"] if b == 2 else g.extra["math_fmt"])[ex.acct[sel]]
-        pre = T.pick([f[0] for f in fmts], fidx)
-        post = T.pick([f[1] for f in fmts], fidx)
+        pre = T.pick(_FMT_PARTS[b][0], fidx)
+        post = T.pick(_FMT_PARTS[b][1], fidx)
         parts.append((sel, T.join(pre, body, post)))
     out_src = np.where(bench == 2, CODE, R1)
     return Content(_assemble(n, parts), np.zeros(n, dtype=bool), np.full(n, R1), out_src)

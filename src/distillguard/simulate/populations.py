@@ -225,8 +225,7 @@ def _ip_pool_per_account(
         home_asn[sel] = ctx.infra.pick_asns([int(kk)], int(sel.sum()), rng)
     per_ip_asn = np.repeat(home_asn, k)
     roam = rng.random(total) < 0.15
-    mobile = ctx.infra.asns_of(MOBILE)
-    per_ip_asn = np.where(roam, rng.choice(mobile, total), per_ip_asn)
+    per_ip_asn = np.where(roam, ctx.infra.pick_asns([MOBILE], total, rng), per_ip_asn)
     ips = ctx.infra.random_ips(per_ip_asn, rng)
     return Pool.slices(ips, k), home_asn
 
@@ -497,8 +496,7 @@ def _benchmark(spec: PopulationSpec, n: int, ctx: Ctx, rng: np.random.Generator)
 def _reseller(spec: PopulationSpec, n: int, ctx: Ctx, rng: np.random.Generator) -> Group:
     # Thousands of end users behind one account: their IPs and browsers, not the reseller's.
     k = rng.integers(2000, 5000, n)
-    res = np.concatenate([ctx.infra.asns_of(RESIDENTIAL), ctx.infra.asns_of(MOBILE)])
-    ips = ctx.infra.random_ips(rng.choice(res, int(k.sum())), rng)
+    ips = ctx.infra.random_ips(ctx.infra.pick_asns([RESIDENTIAL, MOBILE], int(k.sum()), rng), rng)
     ku = rng.integers(300, 480, n)
     uas = ctx.infra.pick_uas([1, 0], int(ku.sum()), rng)
     org = ctx.orgs(n)
@@ -668,15 +666,18 @@ def build_campaign(spec: CampaignSpec, n: int, ctx: Ctx, rng: np.random.Generato
         else rng.choice([COUNTRIES.index(c) for c in ("US", "SG", "JP", "GB", "DE", "HK")], n)
     )
     # Network: a shared proxy/cloud pool (linkable) or per-account residential IPs.
-    res = np.concatenate([infra.asns_of(RESIDENTIAL), infra.asns_of(MOBILE)])
     if camo.unique_ips:
         k = rng.integers(8, 30, n) if spec.kind == "hydra" else rng.integers(1, 4, n)
-        ip = Pool.slices(infra.random_ips(rng.choice(res, int(k.sum())), rng), k)
+        ip = Pool.slices(
+            infra.random_ips(infra.pick_asns([RESIDENTIAL, MOBILE], int(k.sum()), rng), rng), k
+        )
     elif spec.kind == "hydra":
-        pool = infra.random_ips(rng.choice(res, max(50, n * 3)), rng)
+        pool = infra.random_ips(infra.pick_asns([RESIDENTIAL, MOBILE], max(50, n * 3), rng), rng)
         ip = Pool.shared(pool, n)
     elif spec.kind == "moonshot_like":
-        mix = np.concatenate([infra.pick_asns([CLOUD], 20, rng), rng.choice(res, 40)])
+        mix = np.concatenate(
+            [infra.pick_asns([CLOUD], 20, rng), infra.pick_asns([RESIDENTIAL, MOBILE], 40, rng)]
+        )
         ip = Pool.shared(infra.random_ips(rng.choice(mix, max(20, n // 2)), rng), n)
         ip = Pool(ip.values, rng.integers(0, max(1, len(ip.values) - 8), n), np.full(n, 8))
     else:
