@@ -31,9 +31,22 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument(
+        "--mix",
+        choices=["traffic", "corpus"],
+        default="traffic",
+        help="traffic: benign prompts with 5%% attacks (like real logs); "
+        "corpus: the training corpus, about half attacks (worst case for the rules)",
+    )
     args = ap.parse_args()
 
-    base = [e.text for e in trainset.generate()]
+    corpus = trainset.generate()
+    if args.mix == "corpus":
+        base = [e.text for e in corpus]
+    else:
+        benign = [e.text for e in corpus if e.label == 0]
+        attacks = [e.text for e in corpus if e.label == 1]
+        base = benign + attacks[: len(benign) // 19]
     prompts = (base * (args.n // len(base) + 1))[: args.n]
     mean_len = sum(map(len, prompts)) / len(prompts)
     clf = ElicitationClassifier.load_default()

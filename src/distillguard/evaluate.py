@@ -323,7 +323,8 @@ def evaluation_table(ev: dict[str, Any]) -> Any:
 
     o = ev["overall"]
     head = Table(title="Overall (accounts)", show_header=True)
-    for col in ("", "accounts", "attack", "flagged", "precision", "recall", "FPR", "AUC"):
+    head.add_column("", justify="right", no_wrap=True)
+    for col in ("accounts", "attack", "flagged", "prec.", "recall", "FPR", "AUC"):
         head.add_column(col, justify="right")
     for name, m in (("all", o), ("excl. gray", ev["overall_excluding_gray"])):
         auc_cell = f"{o['auc']:.3f}" if name == "all" and o.get("auc") is not None else "-"
@@ -345,7 +346,9 @@ def evaluation_table(ev: dict[str, Any]) -> Any:
         pops.add_row(name, m["label"], str(m["accounts"]), str(m["flagged"]), _fmt(rate))
     camps = Table(title="Per campaign", show_header=True)
     # Short headers so the table fits an 80-column terminal without truncating ids.
-    for col in ("campaign", "acct", "recall", "link", "purity", "TTD h", "pre-detect", "pre-flag"):
+    width = max([len(c) for c in ev["campaigns"]] + [8])
+    camps.add_column("campaign", justify="right", no_wrap=True, min_width=width)
+    for col in ("acct", "recall", "link", "purity", "TTD h", "pre-detect", "pre-flag"):
         camps.add_column(col, justify="right")
     camps.caption = (
         "link: share of flagged accounts in the largest predicted campaign; TTD: time to "
@@ -354,7 +357,7 @@ def evaluation_table(ev: dict[str, Any]) -> Any:
     )
     for cid, m in ev["campaigns"].items():
         camps.add_row(
-            Text(cid, no_wrap=True),
+            cid,
             str(m["accounts"]),
             _fmt(m["recall"]),
             _fmt(m["linking_completeness"]),

@@ -1,36 +1,70 @@
-"""Link flagged accounts into campaigns through what they share.
+"""Link suspicious accounts into campaigns through what they share.
 
-Accounts become nodes; two accounts are joined when they share an identifier (payment
-fingerprint, /24, system prompt, user agent, ...). A value shared by very many accounts
-across the whole population is infrastructure (a university NAT, a cloud region, the
-official SDK's user agent), not evidence of common control, and is ignored. Connected
-groups of two or more accounts are campaigns.
+Candidates (accounts whose own score reaches ``candidate_threshold``) become nodes. Two
+candidates gain evidence for every identifier they share: a payment fingerprint, an IP
+or /24, an ASN, a user agent, a system prompt, a prompt template (normalised first or
+last 40 characters of long prompts, which is where wrappers and slot-filled templates
+show). Each shared value counts ``weight / log2(1 + accounts sharing it)``, computed over
+*all* accounts, and values shared by more than ``max_key_accounts`` count nothing: a
+university NAT, a cloud region, the official SDK's user agent or a famous benchmark
+question are infrastructure, not evidence of common control. A pair whose evidence
+reaches ``edge_weight`` is an edge; Leiden (CPM) communities of at least
+``min_campaign_accounts`` are campaigns.
+
+A campaign's evidence is stronger than any member's: ``1 - prod(1 - damping * score)``
+over its members, which lifts the low-volume members that a per-account view misses.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import ibis
 import igraph as ig
+import numpy as np
 import pandas as pd
+
+TEMPLATE_CHARS = 40
+TEMPLATE_MIN_PROMPT = 60  # shorter prompts are whole questions, not template plus slot
+TEMPLATE_KEYS = ("prompt_prefix", "prompt_suffix")
+
+
+@dataclass(frozen=True)
+class LinkingConfig:
+    keys: dict[str, float]
+    candidate_threshold: float = 0.3
+    edge_weight: float = 1.0
+    key_cap: float = 3.0  # one key type contributes at most key_cap * its weight per pair
+    max_key_accounts: int = 200
+    min_campaign_accounts: int = 3
+    member_damping: float = 0.5
+    lift_floor: float = 0.2
+    resolution: float = 0.1
+    template_min_prompts: int = 5
 
 
 @dataclass
 class Campaign:
     campaign_id: str
     account_ids: list[str]
-    shared: dict[str, list[str]] = field(default_factory=dict)  # key -> shared values
+    score: float = 0.0
+    shared: dict[str, list[str]] = field(default_factory=dict)  # key -> strongest values
+
+
+def _normalised(expr: Any) -> Any:
+    return expr.lower().re_replace(r"[0-9]+", "0").re_replace(r"\s+", " ")
 
 
 def key_columns(t: Any, keys: tuple[str, ...]) -> dict[str, Any]:
     """Ibis expressions for each link key, from the exchange table."""
     exprs: dict[str, Any] = {}
+    long_prompt = t.prompt.length() >= TEMPLATE_MIN_PROMPT
     for key in keys:
         if key == "ip24":
-            # IPv4 /24; IPv6 is cut to its first four groups (a /64's worth of a host's range)
+            # IPv4 /24; IPv6 cut to its first four groups (a /64, one customer's range)
             ip = t.ip
             exprs[key] = ibis.cases(
                 (ip.contains(":"), ip.split(":")[0:4].join(":")),
@@ -41,19 +75,49 @@ def key_columns(t: Any, keys: tuple[str, ...]) -> dict[str, Any]:
             exprs[key] = ibis.cases(
                 (sp.length() >= 20, sp.hash().cast("string")), else_=ibis.null("string")
             )
+        elif key == "prompt_prefix":
+            exprs[key] = ibis.cases(
+                (long_prompt, _normalised(t.prompt.left(TEMPLATE_CHARS))),
+                else_=ibis.null("string"),
+            )
+        elif key == "prompt_suffix":
+            exprs[key] = ibis.cases(
+                (long_prompt, _normalised(t.prompt.right(TEMPLATE_CHARS))),
+                else_=ibis.null("string"),
+            )
         else:
             exprs[key] = t[key].cast("string")
     return exprs
 
 
-def account_key_values(t: Any, keys: tuple[str, ...], accounts_table: Any | None) -> pd.DataFrame:
-    """Distinct (account_id, key, value) over all exchanges (and the accounts table)."""
-    exprs = key_columns(t, keys)
+def shared_values(
+    t: Any,
+    accounts_table: Any | None,
+    candidates: list[str],
+    cfg: LinkingConfig,
+) -> pd.DataFrame:
+    """(account_id, key, value, accounts) for candidates' values shared by 2..max accounts.
+
+    Popularity is counted over every account in the engine; only the candidates' rows of
+    the usable values come back to Python, so this stays small on big logs.
+    """
+    exprs = key_columns(t, tuple(cfg.keys))
     parts = []
     for key, expr in exprs.items():
-        part = t.select(account_id=t.account_id, key=ibis.literal(key), value=expr).distinct()
-        parts.append(part.filter(part.value.notnull() & (part.value != "")))
-    if accounts_table is not None and "payment_fingerprint" in keys:
+        part = t.select(account_id=t.account_id, key=ibis.literal(key), value=expr)
+        part = part.filter(part.value.notnull() & (part.value != ""))
+        if key in TEMPLATE_KEYS:
+            # A template is a prefix (or suffix) around many *different* prompts. The first
+            # words of one popular question, asked by several people, are not a template.
+            variety = (
+                t.select(value=expr, h=t.prompt.hash())
+                .group_by("value")
+                .aggregate(prompts=ibis._.h.nunique())
+            )
+            templates = variety.filter(variety.prompts >= cfg.template_min_prompts).select("value")
+            part = part.semi_join(templates, "value")
+        parts.append(part.distinct())
+    if accounts_table is not None and "payment_fingerprint" in cfg.keys:
         a = accounts_table
         parts.append(
             a.select(
@@ -62,52 +126,76 @@ def account_key_values(t: Any, keys: tuple[str, ...], accounts_table: Any | None
                 value=a.payment_fingerprint.cast("string"),
             ).filter(a.payment_fingerprint.notnull())
         )
-    if not parts:
-        return pd.DataFrame(columns=["account_id", "key", "value"])
-    union = ibis.union(*parts, distinct=True)
-    df: pd.DataFrame = union.to_pyarrow().to_pandas()
+    if not parts or not candidates:
+        return pd.DataFrame(columns=["account_id", "key", "value", "accounts"])
+    kv = ibis.union(*parts, distinct=True)
+    pop = kv.group_by(["key", "value"]).aggregate(accounts=kv.account_id.nunique())
+    usable = pop.filter((pop.accounts >= 2) & (pop.accounts <= cfg.max_key_accounts))
+    cand = ibis.memtable(pd.DataFrame({"account_id": candidates}))
+    rows = kv.join(usable, ["key", "value"]).join(cand, "account_id")
+    df: pd.DataFrame = (
+        rows.select("account_id", "key", "value", "accounts").to_pyarrow().to_pandas()
+    )
     return df
 
 
-def link_accounts(
-    kv: pd.DataFrame, flagged: list[str], *, max_key_accounts: int, min_shared_keys: int = 1
-) -> list[Campaign]:
-    """Campaigns among ``flagged`` accounts from their shared key values."""
-    if kv.empty or len(flagged) < 2:
+def link_accounts(sv: pd.DataFrame, scores: pd.Series, cfg: LinkingConfig) -> list[Campaign]:
+    """Campaigns among the candidates in ``sv``, scored from their members' ``scores``."""
+    if sv.empty:
         return []
-    popularity = kv.groupby(["key", "value"])["account_id"].nunique()
-    usable = popularity[(popularity >= 2) & (popularity <= max_key_accounts)].index
-    flagged_set = set(flagged)
-    sub = kv[kv["account_id"].isin(flagged_set)]
-    sub = sub.set_index(["key", "value"])
-    sub = sub[sub.index.isin(usable)].reset_index()
-    index = {acc: i for i, acc in enumerate(flagged)}
-    pair_keys: dict[tuple[int, int], set[tuple[str, str]]] = {}
-    for (key, value), grp in sub.groupby(["key", "value"]):
-        members = sorted(index[a] for a in grp["account_id"].unique())
-        if len(members) < 2:
-            continue
-        hub = members[0]  # a star per value is enough for connectivity
-        for other in members[1:]:
-            pair_keys.setdefault((hub, other), set()).add((str(key), str(value)))
-    edges = [pair for pair, ks in pair_keys.items() if len({k for k, _ in ks}) >= min_shared_keys]
-    graph = ig.Graph(n=len(flagged), edges=edges)
+    sv = sv.sort_values(["key", "value", "account_id"]).reset_index(drop=True)
+    # Chain each value's members (a, b), (b, c), ...: the same pairs for every value shared
+    # by the same accounts, so evidence adds up, with O(members) pairs rather than O(n^2).
+    same = (sv["key"] == sv["key"].shift(-1)) & (sv["value"] == sv["value"].shift(-1))
+    pairs = pd.DataFrame(
+        {
+            "a": sv["account_id"][same].to_numpy(),
+            "b": sv["account_id"].shift(-1)[same].to_numpy(),
+            "key": sv["key"][same].to_numpy(),
+            "w": (sv["key"].map(cfg.keys) / np.log2(1.0 + sv["accounts"]))[same].to_numpy(),
+        }
+    )
+    if pairs.empty:
+        return []
+    per_key = pairs.groupby(["a", "b", "key"], sort=False)["w"].sum().reset_index()
+    per_key["w"] = np.minimum(per_key["w"], per_key["key"].map(cfg.keys) * cfg.key_cap)
+    edges = per_key.groupby(["a", "b"], sort=False)["w"].sum().reset_index()
+    edges = edges[edges["w"] >= cfg.edge_weight]
+    if edges.empty:
+        return []
+    names = sorted(set(edges["a"]) | set(edges["b"]))
+    index = {n: i for i, n in enumerate(names)}
+    graph = ig.Graph(
+        n=len(names),
+        edges=list(zip(edges["a"].map(index), edges["b"].map(index), strict=True)),
+    )
+    graph.es["weight"] = edges["w"].to_numpy().tolist()
+    # CPM rather than modularity: modularity always splits a lone dense component (one
+    # campaign) in two, while CPM keeps any group whose internal evidence per pair exceeds
+    # ``resolution`` and separates groups joined by a few weak bridges.
+    parts = graph.community_leiden(
+        objective_function="CPM", weights="weight", resolution=cfg.resolution, n_iterations=-1
+    )
     campaigns = []
-    for comp in graph.connected_components():
-        if len(comp) < 2:
+    for members_idx in parts:
+        if len(members_idx) < cfg.min_campaign_accounts:
             continue
-        member_ids = sorted(flagged[i] for i in comp)
-        shared: dict[str, set[str]] = {}
-        comp_set = set(comp)
-        for (a, b), ks in pair_keys.items():
-            if a in comp_set and b in comp_set:
-                for key, value in ks:
-                    shared.setdefault(key, set()).add(value)
+        member_ids = sorted(names[i] for i in members_idx)
+        member_scores = scores.reindex(member_ids).fillna(0.0).to_numpy()
+        score = 1.0 - float(np.prod(1.0 - cfg.member_damping * member_scores))
+        inside = sv[sv["account_id"].isin(member_ids)]
+        counts = inside.groupby(["key", "value"]).size()
+        shared: dict[str, list[str]] = {}
+        for (key, value), n in counts.sort_values(ascending=False).items():
+            if n >= 2 and len(shared.setdefault(str(key), [])) < 10:
+                shared[str(key)].append(str(value))
+        shared = {k: v for k, v in sorted(shared.items()) if v}
         digest = hashlib.sha256("\n".join(member_ids).encode()).hexdigest()[:12]
-        campaigns.append(
-            Campaign(
-                f"C-{digest}", member_ids, {k: sorted(v)[:20] for k, v in sorted(shared.items())}
-            )
-        )
-    campaigns.sort(key=lambda c: -len(c.account_ids))
+        campaigns.append(Campaign(f"C-{digest}", member_ids, score, shared))
+    campaigns.sort(key=lambda c: (-c.score, -len(c.account_ids)))
     return campaigns
+
+
+def evidence_weight(cfg: LinkingConfig, key: str, accounts: int) -> float:
+    """What one shared value is worth (for reasons and tests)."""
+    return cfg.keys[key] / math.log2(1.0 + accounts)

@@ -9,10 +9,30 @@ from pathlib import Path
 from typing import Any
 
 from distillguard.errors import ConfigError
+from distillguard.linking import LinkingConfig
 
 # Daily checkpoints: "as of" features use whole days, so rates stay per day.
 _CHECKPOINTS = {"1d": "D"}
-LINK_KEYS = ("payment_fingerprint", "ip", "ip24", "asn", "system_prompt_hash", "user_agent")
+LINK_KEYS = (
+    "payment_fingerprint",
+    "ip",
+    "ip24",
+    "asn",
+    "user_agent",
+    "system_prompt_hash",
+    "prompt_prefix",
+    "prompt_suffix",
+)
+DEFAULT_LINK_KEYS = {
+    "payment_fingerprint": 2.0,
+    "ip": 1.0,
+    "ip24": 0.6,
+    "asn": 0.15,
+    "user_agent": 0.3,
+    "system_prompt_hash": 1.0,
+    "prompt_prefix": 0.5,
+    "prompt_suffix": 0.5,
+}
 
 
 @dataclass(frozen=True)
@@ -29,9 +49,7 @@ class Policy:
     memory_limit: str = "2GB"
     content_per_bucket: int = 16
     detectors: tuple[DetectorSpec, ...] = ()
-    link_keys: tuple[str, ...] = ("payment_fingerprint", "ip24", "system_prompt_hash")
-    max_key_accounts: int = 200
-    min_shared_keys: int = 1
+    linking: LinkingConfig = field(default_factory=lambda: LinkingConfig(dict(DEFAULT_LINK_KEYS)))
     source: str = "<default>"
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -80,14 +98,7 @@ def parse_policy(data: dict[str, Any], source: str = "<policy>") -> Policy:
         specs.append(DetectorSpec(name, weight, params))
     if not specs:
         raise ConfigError("policy enables no detector", source=source)
-    linking = data.get("linking", {})
-    _expect(linking, {"keys", "max_key_accounts", "min_shared_keys"}, "linking", source)
-    keys = tuple(linking.get("keys", ("payment_fingerprint", "ip24", "system_prompt_hash")))
-    for key in keys:
-        if key not in LINK_KEYS:
-            raise ConfigError(
-                f"linking.keys: unknown key '{key}' (known: {', '.join(LINK_KEYS)})", source=source
-            )
+    link = _parse_linking(data.get("linking", {}), source)
     return Policy(
         threshold=threshold,
         checkpoint=checkpoint,
@@ -98,28 +109,41 @@ def parse_policy(data: dict[str, Any], source: str = "<policy>") -> Policy:
             )
         ),
         detectors=tuple(specs),
-        link_keys=keys,
-        max_key_accounts=int(
-            _num(
-                linking.get("max_key_accounts", 200),
-                "linking.max_key_accounts",
-                source,
-                lo=2,
-                hi=1e9,
-            )
-        ),
-        min_shared_keys=int(
-            _num(
-                linking.get("min_shared_keys", 1),
-                "linking.min_shared_keys",
-                source,
-                lo=1,
-                hi=len(LINK_KEYS),
-            )
-        ),
+        linking=link,
         source=source,
         raw=data,
     )
+
+
+def _parse_linking(table: dict[str, Any], source: str) -> LinkingConfig:
+    numbers = {
+        "candidate_threshold": (0.0, 1.0),
+        "edge_weight": (0.0, 1e6),
+        "key_cap": (0.0, 1e6),
+        "max_key_accounts": (2, 1e9),
+        "min_campaign_accounts": (2, 1e9),
+        "member_damping": (0.0, 1.0),
+        "lift_floor": (0.0, 1.0),
+        "resolution": (0.0, 1e3),
+        "template_min_prompts": (2, 1e9),
+    }
+    _expect(table, {"keys", *numbers}, "linking", source)
+    keys = table.get("keys", DEFAULT_LINK_KEYS)
+    if not isinstance(keys, dict) or not keys:
+        raise ConfigError("linking.keys must be a table of key = weight", source=source)
+    for key, weight in keys.items():
+        if key not in LINK_KEYS:
+            raise ConfigError(
+                f"linking.keys: unknown key '{key}' (known: {', '.join(LINK_KEYS)})", source=source
+            )
+        _num(weight, f"linking.keys.{key}", source, lo=0.0, hi=100.0)
+    values: dict[str, Any] = {}
+    for name, (lo, hi) in numbers.items():
+        if name in table:
+            v = _num(table[name], f"linking.{name}", source, lo=lo, hi=hi)
+            integral = ("max_key_accounts", "min_campaign_accounts", "template_min_prompts")
+            values[name] = int(v) if name in integral else v
+    return LinkingConfig(keys={k: float(w) for k, w in keys.items()}, **values)
 
 
 def load_policy(path: str | Path | None = None) -> Policy:

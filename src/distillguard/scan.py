@@ -24,7 +24,7 @@ from distillguard.features import (
 from distillguard.features.content import content_bucket_sums, score_sample
 from distillguard.ingest import StageResult, stage_inputs
 from distillguard.ingest.stage import DEFAULT_MAX_LINE_BYTES
-from distillguard.linking import Campaign, account_key_values, link_accounts
+from distillguard.linking import Campaign, link_accounts, shared_values
 from distillguard.policy import Policy, bucket_unit, load_policy
 from distillguard.progress import NullReporter, Reporter
 
@@ -129,8 +129,11 @@ def run_scan(
 
     rep.stage("detectors", total=float(len(pol.detectors)))
     outputs: list[DetectorOutput] = []
+    fitted = []
     for i, spec in enumerate(pol.detectors):
-        outputs.append(create(spec.name, spec.params).fit_score(X))
+        det = create(spec.name, spec.params).fit(X)
+        fitted.append(det)
+        outputs.append(det.score(X))
         rep.advance(i + 1)
     weights = [s.weight for s in pol.detectors]
     score = _combine(outputs, weights) if outputs else np.zeros(len(X))
@@ -148,35 +151,51 @@ def run_scan(
         first_flagged[missing] = data_end
 
     rep.stage("linking", total=None)
-    flagged_ids = [str(a) for a in X.index[flagged]]
+    cfg = pol.linking
+    own = pd.Series(score, index=X.index.astype(str))
+    candidates = [str(a) for a in own.index[own >= cfg.candidate_threshold]]
     campaigns: list[Campaign] = []
-    if len(flagged_ids) >= 2:
-        kv = account_key_values(t, pol.link_keys, acc_t)
-        campaigns = link_accounts(
-            kv,
-            flagged_ids,
-            max_key_accounts=pol.max_key_accounts,
-            min_shared_keys=pol.min_shared_keys,
-        )
+    if len(candidates) >= cfg.min_campaign_accounts:
+        sv = shared_values(t, acc_t, candidates, cfg)
+        linked = link_accounts(sv, own, cfg)
+        # A campaign is judged like one account made of all its members' traffic, against
+        # the accounts' baselines: 25 exchanges a day each is thin evidence, 500 is not.
+        pooled = _pooled_scores(linked, last, fitted, weights)
+        for c, p in zip(linked, pooled, strict=True):
+            c.score = p
+        campaigns = [c for c in linked if c.score >= pol.threshold]
 
     reasons = _reasons(outputs, [s.name for s in pol.detectors], flagged)
+    final = np.clip(score, 0.0, 1.0)
+    final_flag = flagged.copy()
     campaign_of: list[str | None] = [None] * len(X)
     position = {str(acc): i for i, acc in enumerate(X.index)}
+    first_day = last.set_index("account_id")["first_ts"].reindex(X.index).dt.floor("D")
+    data_end = cum["last_ts"].max() if len(cum) else pd.NaT
     for c in campaigns:
-        shared = ", ".join(c.shared)
-        for acc in c.account_ids:
-            row = position[acc]
+        rows = [position[a] for a in c.account_ids]
+        own_times = first_flagged.iloc[[r for r in rows if flagged[r]]]
+        detected = own_times.min() if len(own_times) else data_end
+        shared = ", ".join(c.shared) or "infrastructure"
+        for row in rows:
             campaign_of[row] = c.campaign_id
             reasons[row].insert(
                 0,
-                f"linked to campaign {c.campaign_id} of {len(c.account_ids)} "
-                f"accounts sharing {shared}",
+                f"member of campaign {c.campaign_id}: {len(c.account_ids)} accounts sharing "
+                f"{shared} (campaign score {c.score:.2f})",
             )
+            if score[row] >= cfg.lift_floor and c.score > final[row]:
+                final[row] = c.score
+                if not final_flag[row]:
+                    # Linking is not replayed per checkpoint: a lifted member counts as found
+                    # when its campaign was, or at the end of its own first day if later.
+                    final_flag[row] = True
+                    first_flagged.iloc[row] = max(detected, first_day.iloc[row] + timedelta(days=1))
     table = pd.DataFrame(
         {
             "account_id": X.index.astype(str),
-            "score": np.clip(score, 0.0, 1.0),
-            "flagged": flagged,
+            "score": final,
+            "flagged": final_flag,
             "campaign_id": pd.Series(campaign_of, dtype=object),
             "exchanges": X["exchanges"].to_numpy().astype(np.int64),
             "first_flagged_at": first_flagged.reindex(X.index).to_numpy(),
@@ -194,7 +213,7 @@ def run_scan(
         "accounts_table_rows_read": staged.accounts_rows_read,
         "accounts_table_rows_quarantined": staged.accounts_rows_quarantined,
         "accounts": len(table),
-        "flagged_accounts": int(flagged.sum()),
+        "flagged_accounts": int(final_flag.sum()),
         "campaigns": len(campaigns),
         "elapsed_s": 0.0,
         "engine": "duckdb",
@@ -210,6 +229,20 @@ def run_scan(
     con.disconnect()
     _cleanup(work)
     return ScanResult(out_dir, summary, table, campaigns)
+
+
+def _pooled_scores(
+    campaigns: list[Campaign], last: pd.DataFrame, fitted: list[Any], weights: list[float]
+) -> list[float]:
+    if not campaigns:
+        return []
+    sums = last.set_index("account_id")
+    cols = [*SUM_COLUMNS, *CONTENT_SUM_COLUMNS, "active_buckets"]
+    pooled = pd.DataFrame([sums.loc[c.account_ids, cols].sum() for c in campaigns], columns=cols)
+    pooled["account_id"] = [c.campaign_id for c in campaigns]
+    X = _features(pooled, pd.Series(dtype=object))
+    outs = [det.score(X, explain=False) for det in fitted]
+    return [float(x) for x in _combine(outs, weights)]
 
 
 def _reasons(

@@ -133,13 +133,10 @@ class RuleSet:
         n = len(texts)
         out = np.zeros(n, dtype=np.int64)
         for i, pattern in enumerate(self._patterns):
-            if gate is None:
-                rows = np.arange(n)
-            else:
-                rows = np.flatnonzero(gate & (np.int64(1) << i))
+            rows = np.arange(n) if gate is None else np.flatnonzero(gate & (np.int64(1) << i))
             if len(rows) == 0:
                 continue
-            sub = [texts[r] for r in rows]
+            sub = [texts[r] for r in rows.tolist()]
             joined = SEP.join(sub).lower()
             lengths = np.fromiter((len(t) + 1 for t in sub), dtype=np.int64, count=len(sub))
             starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))

@@ -64,7 +64,7 @@ def campaign_rows(
     rows = []
     for c in campaigns:
         st = stats.loc[c.campaign_id]
-        score = float(by_id.loc[c.account_ids, "score"].mean())
+        score = c.score
         indicators = [f"{key}:{value}" for key, values in c.shared.items() for value in values]
         days = max((st.last_seen - st.first_seen).total_seconds() / 86400, 0.0)
         rows.append(

@@ -8,6 +8,7 @@ row groups, and dropped.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import time
 from collections.abc import Callable
@@ -124,7 +125,7 @@ def _shape(g: Group, hours: Arr) -> Arr:
     elif g.timing == "sync":
         # The whole campaign works the same few hours of every day (operator shifts).
         active = g.extra.setdefault(
-            "sync_hours", np.random.default_rng(len(g.name)).choice(24, 7, replace=False)
+            "sync_hours", np.random.default_rng(_name_seed(g.name)).choice(24, 7, replace=False)
         )
         base = np.broadcast_to(np.isin(hours % 24, active) * (24 / 7), (g.n, len(hours)))
     elif g.timing == "human":
@@ -133,6 +134,11 @@ def _shape(g: Group, hours: Arr) -> Arr:
         base = np.ones((g.n, len(hours)))
     mixed: Arr = g.human[:, None] * human + (1 - g.human[:, None]) * base
     return mixed
+
+
+def _name_seed(name: str) -> int:
+    # Stable across runs and processes (unlike hash()), distinct for distinct campaigns.
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little")
 
 
 def _noise_k(g: Group) -> float:
@@ -533,7 +539,7 @@ def _sweep(g: Group, pool: pa.Array, m: int) -> pa.Array:
 
 def _styled(size: int, m: int, paraphrase: float, rng: np.random.Generator, g: Group) -> Arr:
     k = max(1, round(1 + paraphrase * (size - 1)))
-    allowed = np.random.default_rng([len(g.name), size, k]).choice(size, k, replace=False)
+    allowed = np.random.default_rng([_name_seed(g.name), size, k]).choice(size, k, replace=False)
     return np.asarray(allowed[rng.integers(0, k, m)], dtype=np.int64)
 
 

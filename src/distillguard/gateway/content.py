@@ -1,0 +1,146 @@
+"""The online elicitation check, kept inside the latency budget.
+
+The classifier (``distillguard.content``) is imported lazily and tolerated missing or with
+another API. Scoring one prompt costs about a millisecond, batches about a fifth of that
+per prompt, so by default prompts are scored in micro-batches off the request path (in a
+worker thread) and the result feeds the account's decayed elicitation share for its next
+requests; a repeated prompt (templated harvesting repeats a lot) is answered from a cache at
+once. ``mode = "inline"`` scores before forwarding instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import xxhash
+
+from distillguard.gateway.config import ContentConfig
+
+log = logging.getLogger("distillguard.gateway")
+
+
+@dataclass(frozen=True)
+class ContentResult:
+    elicitation: float
+    flagged: bool
+    signals: tuple[str, ...]
+
+
+Sink = Callable[[str, ContentResult], None]
+
+
+def load_classifier() -> Any | None:
+    """The packaged classifier, or None when the content module is absent or incompatible."""
+    try:
+        from distillguard.content import ElicitationClassifier
+    except ImportError:
+        log.warning("content: distillguard.content not available; elicitation check off")
+        return None
+    try:
+        return ElicitationClassifier.load_default()
+    except Exception as err:
+        log.warning("content: cannot load the classifier (%s); elicitation check off", err)
+        return None
+
+
+def _result(score: Any) -> ContentResult:
+    return ContentResult(
+        float(getattr(score, "elicitation", 0.0)),
+        bool(getattr(score, "flagged", False)),
+        tuple(getattr(score, "signals", ()) or ()),
+    )
+
+
+class ContentCheck:
+    def __init__(self, config: ContentConfig, classifier: Any | None, batch: int = 64) -> None:
+        self.config = config
+        self.clf = classifier if config.mode != "off" else None
+        self._cache: OrderedDict[int, ContentResult] = OrderedDict()
+        self._queue: list[tuple[int, str, str | None, str]] = []
+        self._batch = batch
+        self._wake = asyncio.Event()
+        self.sink: Sink | None = None
+        self.scored = 0
+        self.dropped = 0
+        self._batch_api = self.clf is not None and callable(getattr(self.clf, "score", None))
+
+    @property
+    def enabled(self) -> bool:
+        return self.clf is not None
+
+    def _key(self, prompt: str, system: str | None) -> tuple[int, str, str | None]:
+        prompt = prompt[: self.config.max_chars]
+        system = system[: self.config.max_chars] if system else None
+        h = xxhash.xxh3_64_intdigest(prompt + "\x00" + (system or ""))
+        return h, prompt, system
+
+    def _remember(self, h: int, result: ContentResult) -> None:
+        if self.config.cache_size <= 0:
+            return
+        self._cache[h] = result
+        if len(self._cache) > self.config.cache_size:
+            self._cache.popitem(last=False)
+
+    def check(self, account: str, prompt: str, system: str | None) -> ContentResult | None:
+        """The score now if it is cached or the mode is inline; else queue it for later."""
+        if self.clf is None or not prompt:
+            return None
+        h, prompt, system = self._key(prompt, system)
+        hit = self._cache.get(h)
+        if hit is not None:
+            self._cache.move_to_end(h)
+            return hit
+        if self.config.mode == "inline" or not self._batch_api:
+            result = _result(self.clf.score_one(prompt, system))
+            self.scored += 1
+            self._remember(h, result)
+            return result
+        # A flood of new prompts past what the scorer keeps up with is not allowed to grow
+        # memory: the excess goes unscored (and is counted).
+        if len(self._queue) >= 50 * self._batch:
+            self.dropped += 1
+            return None
+        self._queue.append((h, prompt, system, account))
+        if len(self._queue) >= self._batch:
+            self._wake.set()
+        return None
+
+    def _score_batch(self, items: list[tuple[int, str, str | None, str]]) -> list[ContentResult]:
+        assert self.clf is not None
+        scores = self.clf.score([i[1] for i in items], [i[2] for i in items])
+        out = []
+        for j in range(len(items)):
+            sig = scores.signals_of(j) if hasattr(scores, "signals_of") else []
+            out.append(
+                ContentResult(float(scores.elicitation[j]), bool(scores.flagged[j]), tuple(sig))
+            )
+        return out
+
+    async def drain(self) -> None:
+        """Score everything queued now (used by the loop below and by tests)."""
+        while self._queue:
+            items, self._queue = self._queue[: self._batch * 4], self._queue[self._batch * 4 :]
+            try:
+                results = await asyncio.to_thread(self._score_batch, items)
+            except Exception as err:
+                log.warning("content: batch scoring failed: %s", err)
+                continue
+            self.scored += len(items)
+            for (h, _p, _s, account), result in zip(items, results, strict=True):
+                self._remember(h, result)
+                if self.sink is not None:
+                    self.sink(account, result)
+
+    async def run(self, interval_s: float = 0.05) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=interval_s)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            await self.drain()

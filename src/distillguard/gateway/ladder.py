@@ -1,0 +1,140 @@
+"""The policy ladder: signals -> one online score -> allow ... block, with reasons.
+
+The score is a noisy-OR of the batch scan's verdict on the account (its lists), the
+account's recent elicitation share, this request's own elicitation score and the profile
+rules over the online features. The highest rung the score reaches is the action; a rate
+limit beyond the account's GCRA allowance is a throttle whatever the score. Accounts in
+``allow_accounts`` (known false positives) never climb.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from distillguard.features import derive_features
+from distillguard.gateway.config import RANK, Action, GatewayPolicy, RateLimit
+from distillguard.gateway.content import ContentResult
+from distillguard.gateway.lists import Listing
+from distillguard.gateway.state import Observation
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    score: float
+    reasons: tuple[str, ...]
+    retry_after: float = 0.0
+
+
+def _noisy_or(parts: list[tuple[float, str]]) -> float:
+    keep = 1.0
+    for p, _ in parts:
+        keep *= 1.0 - min(max(p, 0.0), 1.0)
+    return 1.0 - keep
+
+
+class Ladder:
+    def __init__(self, policy: GatewayPolicy, cache_size: int = 200_000) -> None:
+        self.policy = policy
+        self._allow = frozenset(policy.ladder.allow_accounts)
+        # Last score per account: picks the rate limit *before* the state round trip.
+        self._last: OrderedDict[str, float] = OrderedDict()
+        self._features: dict[str, tuple[float, dict[str, float]]] = {}
+        self._cache_size = cache_size
+
+    def _action_for(self, score: float) -> Action:
+        lad = self.policy.ladder
+        for action, threshold in (
+            ("block", lad.block),
+            ("degrade", lad.degrade),
+            ("verify", lad.verify),
+            ("throttle", lad.throttle),
+            ("watch", lad.watch),
+        ):
+            if score >= threshold:
+                return action  # type: ignore[return-value]
+        return "allow"
+
+    def _list_parts(self, listing: Listing | None) -> tuple[list[tuple[float, str]], Action]:
+        if listing is None:
+            return [], "allow"
+        lists = self.policy.lists
+        if listing.campaign_id is not None:
+            why = f"scan: campaign {listing.campaign_id} member (score {listing.score:.2f})"
+            return [(listing.score, why)], lists.campaign
+        why = f"scan: flagged (score {listing.score:.2f})"
+        return [(listing.score, why)], lists.flagged
+
+    def rate_limit(self, account: str, listing: Listing | None) -> RateLimit:
+        """The GCRA allowance for this request, decided before the state is read."""
+        if account in self._allow:
+            return self.policy.rate
+        prior = self._last.get(account, 0.0)
+        _, floor = self._list_parts(listing)
+        suspect = prior >= self.policy.ladder.throttle or RANK[floor] >= RANK["throttle"]
+        return self.policy.suspect_rate if suspect else self.policy.rate
+
+    def features(self, account: str, sums: dict[str, float]) -> dict[str, float]:
+        """Online features by the batch definition, recomputed as the account's sums move."""
+        n = sums["n"]
+        cached = self._features.get(account)
+        if cached is not None and (n >= 100 and n - cached[0] < n / 100):
+            return cached[1]
+        feats = {k: float(v) for k, v in derive_features(sums).items()}
+        if len(self._features) >= self._cache_size:
+            self._features.clear()
+        self._features[account] = (n, feats)
+        return feats
+
+    def decide(
+        self,
+        account: str,
+        listing: Listing | None,
+        obs: Observation | None,
+        content: ContentResult | None,
+    ) -> Decision:
+        pol = self.policy
+        parts, floor = self._list_parts(listing)
+        if content is not None:
+            parts.append(
+                (
+                    pol.content.request_weight * content.elicitation,
+                    f"content: elicitation {content.elicitation:.2f}"
+                    + (f" ({', '.join(content.signals[:3])})" if content.signals else ""),
+                )
+            )
+        if obs is not None:
+            if obs.decayed_n >= pol.content.account_min_requests and obs.decayed_elicitation > 0:
+                share = min(obs.decayed_elicitation / obs.decayed_n, 1.0)
+                parts.append(
+                    (pol.content.account_weight * share, f"content: recent elicitation {share:.2f}")
+                )
+            if pol.rules:
+                feats = self.features(account, obs.sums)
+                n = obs.sums["n"]
+                for rule in pol.rules:
+                    value = feats[rule.feature]
+                    if n >= rule.min_exchanges and value >= rule.min:
+                        parts.append((rule.weight, f"profile: {rule.feature} {value:.2f}"))
+        score = _noisy_or(parts)
+        if account in self._allow:
+            action: Action = "allow"
+            reasons = ["policy: known false positive", *(r for p, r in parts if p > 0)]
+        else:
+            action = self._action_for(score)
+            if RANK[floor] > RANK[action]:
+                action = floor
+            reasons = [r for p, r in sorted(parts, key=lambda x: -x[0]) if p > 0]
+        self._last[account] = score
+        self._last.move_to_end(account)
+        if len(self._last) > self._cache_size:
+            self._last.popitem(last=False)
+        retry = obs.retry_after if obs is not None else 0.0
+        if retry > 0 and RANK[action] < RANK["verify"]:
+            limit = "suspect" if self.rate_limit(account, listing) is pol.suspect_rate else "base"
+            return Decision("throttle", score, (f"rate: over the {limit} limit", *reasons), retry)
+        if action == "throttle":  # within the suspect allowance: served, but watched closely
+            action = "watch"
+            reasons.insert(0, "rate: suspect limit applies")
+        return Decision(action, score, tuple(reasons), 0.0)
