@@ -184,10 +184,11 @@ def link_accounts(sv: pd.DataFrame, scores: pd.Series, cfg: LinkingConfig) -> li
         member_scores = scores.reindex(member_ids).fillna(0.0).to_numpy()
         score = 1.0 - float(np.prod(1.0 - cfg.member_damping * member_scores))
         inside = sv[sv["account_id"].isin(member_ids)]
-        counts = inside.groupby(["key", "value"]).size()
+        counts = inside.groupby(["key", "value"]).size().reset_index(name="n")
+        counts = counts[counts["n"] >= 2].sort_values("n", ascending=False, kind="stable")
         shared: dict[str, list[str]] = {}
-        for (key, value), n in counts.sort_values(ascending=False).items():
-            if n >= 2 and len(shared.setdefault(str(key), [])) < 10:
+        for key, value in zip(counts["key"], counts["value"], strict=True):
+            if len(shared.setdefault(str(key), [])) < 10:
                 shared[str(key)].append(str(value))
         shared = {k: v for k, v in sorted(shared.items()) if v}
         digest = hashlib.sha256("\n".join(member_ids).encode()).hexdigest()[:12]

@@ -48,6 +48,7 @@ class Policy:
     checkpoint: str = "1d"
     memory_limit: str = "2GB"
     content_per_bucket: int = 16
+    exchange_content_limit: int = 5_000_000
     detectors: tuple[DetectorSpec, ...] = ()
     linking: LinkingConfig = field(default_factory=lambda: LinkingConfig(dict(DEFAULT_LINK_KEYS)))
     source: str = "<default>"
@@ -74,7 +75,12 @@ def parse_policy(data: dict[str, Any], source: str = "<policy>") -> Policy:
 
     _expect(data, {"scan", "detectors", "linking", "gateway"}, "top level", source)
     scan = data.get("scan", {})
-    _expect(scan, {"threshold", "checkpoint", "memory_limit", "content_per_bucket"}, "scan", source)
+    _expect(
+        scan,
+        {"threshold", "checkpoint", "memory_limit", "content_per_bucket", "exchange_content_limit"},
+        "scan",
+        source,
+    )
     threshold = _num(scan.get("threshold", 0.5), "scan.threshold", source, lo=0.0, hi=1.0)
     checkpoint = str(scan.get("checkpoint", "1d"))
     if checkpoint not in _CHECKPOINTS:
@@ -103,6 +109,15 @@ def parse_policy(data: dict[str, Any], source: str = "<policy>") -> Policy:
         threshold=threshold,
         checkpoint=checkpoint,
         memory_limit=str(scan.get("memory_limit", "2GB")),
+        exchange_content_limit=int(
+            _num(
+                scan.get("exchange_content_limit", 5_000_000),
+                "scan.exchange_content_limit",
+                source,
+                lo=0,
+                hi=1e12,
+            )
+        ),
         content_per_bucket=int(
             _num(
                 scan.get("content_per_bucket", 16), "scan.content_per_bucket", source, lo=1, hi=1e6

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import ibis
 import numpy as np
 import pandas as pd
 
@@ -21,7 +22,7 @@ from distillguard.features import (
     account_bucket_frame,
     derive_features,
 )
-from distillguard.features.content import content_bucket_sums, score_sample
+from distillguard.features.content import classify_to_parquet, content_bucket_sums, score_sample
 from distillguard.ingest import StageResult, stage_inputs
 from distillguard.ingest.stage import DEFAULT_MAX_LINE_BYTES
 from distillguard.linking import Campaign, link_accounts, shared_values
@@ -107,12 +108,13 @@ def run_scan(
     rep.stage("classify prompts (per-account sample)", total=None)
     from distillguard.content import ElicitationClassifier
 
+    classifier = ElicitationClassifier.load_default()
     content_path = work / "content.parquet"
     classified = score_sample(
         con,
         t,
         content_path,
-        ElicitationClassifier.load_default(),
+        classifier,
         per_bucket=pol.content_per_bucket,
         bucket=unit,
     )
@@ -157,7 +159,7 @@ def run_scan(
     campaigns: list[Campaign] = []
     if len(candidates) >= cfg.min_campaign_accounts:
         sv = shared_values(t, acc_t, candidates, cfg)
-        linked = link_accounts(sv, own, cfg)
+        linked = _consistent_members(link_accounts(sv, own, cfg), last, cfg.min_campaign_accounts)
         # A campaign is judged like one account made of all its members' traffic, against
         # the accounts' baselines: 25 exchanges a day each is thin evidence, 500 is not.
         pooled = _pooled_scores(linked, last, fitted, weights)
@@ -225,10 +227,76 @@ def run_scan(
     timings = getattr(rep, "timings", None)
     if isinstance(timings, dict):
         summary["stage_seconds"] = timings
-    write_outputs(out_dir, con, t, table, campaigns, summary, started)
+    rep.stage("score exchanges in flagged accounts", total=None)
+    exchange_scores = _exchange_scores(con, t, table, classifier, work, pol.exchange_content_limit)
+    write_outputs(out_dir, con, t, table, campaigns, summary, started, exchange_scores)
     con.disconnect()
     _cleanup(work)
     return ScanResult(out_dir, summary, table, campaigns)
+
+
+def _exchange_scores(
+    con: Any, t: Any, table: pd.DataFrame, classifier: Any, work: Path, limit: int
+) -> Any:
+    """Which exchanges inside an account look like harvesting (CONTRACT §2).
+
+    A proxy or reseller account relays real users' requests beside harvested ones, so the
+    account's score is spread over its exchanges by what each one asks for: every exchange
+    of a flagged account is classified (up to ``limit``, a hash sample beyond), and a
+    conversation counts as eliciting if any of its turns does (tool-result turns carry no
+    text of their own). Exchanges of other accounts keep their account's score.
+    """
+    acc = ibis.memtable(table[["account_id", "score"]].rename(columns={"score": "account_score"}))
+    flagged = table.loc[table["flagged"], ["account_id"]]
+    base = t.select("exchange_id", "account_id", "conversation_id", "_seq").join(acc, "account_id")
+    if flagged.empty:
+        return base.order_by("_seq").select("exchange_id", "account_id", score=base.account_score)
+    sub = t.semi_join(ibis.memtable(flagged), "account_id")
+    total = int(sub.count().execute())
+    if total > limit:
+        sub = sub.filter((sub.exchange_id.hash() % total).abs() < limit)
+    path = work / "exchange_content.parquet"
+    classify_to_parquet(
+        con,
+        sub.select("exchange_id", "prompt", "system_prompt"),
+        path,
+        classifier,
+        keep=("exchange_id",),
+    )
+    ec = con.read_parquet(path).select("exchange_id", "elicitation")
+    j = base.left_join(ec, "exchange_id").drop("exchange_id_right")
+    conv = ibis.window(group_by=[j.account_id, j.conversation_id])
+    conv_max = ibis.cases(
+        (j.conversation_id.notnull(), j.elicitation.max().over(conv)), else_=j.elicitation
+    )
+    acct_mean = j.elicitation.mean().over(ibis.window(group_by=j.account_id))
+    e = ibis.greatest(j.elicitation, conv_max).fill_null(acct_mean).fill_null(1.0)
+    scored = j.mutate(score=(j.account_score * (0.5 + 0.5 * e.cast("float64"))))
+    return scored.order_by("_seq").select("exchange_id", "account_id", "score")
+
+
+def _consistent_members(
+    campaigns: list[Campaign], last: pd.DataFrame, min_accounts: int, z_floor: float = -2.33
+) -> list[Campaign]:
+    """Drop members whose own prompts contradict their campaign's.
+
+    Shared infrastructure is noisy (residential proxies reuse real customers' home IPs), so
+    a linked account stays in a campaign only if its share of eliciting prompts is not
+    significantly below the campaign's pooled share (one-sided binomial, normal
+    approximation, z >= -2.33, i.e. p >= 0.01).
+    """
+    sums = last.set_index("account_id")
+    kept = []
+    for c in campaigns:
+        k = sums.loc[c.account_ids, "c_elicit"].to_numpy(dtype=float)
+        n = sums.loc[c.account_ids, "c_n"].to_numpy(dtype=float)
+        p = min(max(k.sum() / max(n.sum(), 1.0), 1e-3), 1 - 1e-3)
+        z = (k + 0.5 - n * p) / np.sqrt(np.maximum(n * p * (1 - p), 1e-9))
+        members = [a for a, zi in zip(c.account_ids, z, strict=True) if zi >= z_floor]
+        if len(members) >= min_accounts:
+            c.account_ids = members
+            kept.append(c)
+    return kept
 
 
 def _pooled_scores(

@@ -10,9 +10,26 @@ import typer
 
 BATCH = 8192
 
+CLASSIFY_HELP = "\n\n".join(
+    " ".join(paragraph.split())
+    for paragraph in (
+        """Score each prompt for attempts to harvest training data from the model.""",
+        """'elicitation' (0..1) is how strongly a prompt tries to obtain reasoning traces or
+        training data: chain-of-thought elicitation, "generate N examples with solutions",
+        rubric grading for reward data, reasoning-reveal tricks, censorship-safe rewrites,
+        agent-trajectory harvesting. 'capability' is the task domain (coding, math, agentic,
+        data_analysis, writing, translation, science, chat). 'signals' names the rule
+        families that fired ('context:...' ones are benign settings such as benchmark
+        harnesses; 'lexical' means the n-gram model alone would flag it). 'flagged' applies
+        the threshold. Runs offline; English and Chinese.""",
+        """Bad input lines (broken JSON, no prompt) are reported as FILE:LINE on stderr,
+        counted, and skipped; the run continues.""",
+    )
+)
+
 
 def register(app: typer.Typer) -> None:
-    @app.command("classify")
+    @app.command("classify", help=CLASSIFY_HELP)
     def classify(
         input_path: Annotated[
             Path,
@@ -37,20 +54,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     ) -> None:
-        """Score each prompt for attempts to harvest training data from the model.
-
-        'elicitation' (0..1) is how strongly a prompt tries to obtain reasoning traces or
-        training data: chain-of-thought elicitation, "generate N examples with solutions",
-        rubric grading for reward data, reasoning-reveal tricks, censorship-safe rewrites,
-        agent-trajectory harvesting. 'capability' is the task domain (coding, math,
-        agentic, data_analysis, writing, translation, science, chat). 'signals' names the
-        rule families that fired ('context:...' ones are benign settings such as benchmark
-        harnesses; 'lexical' means the n-gram model alone would flag it). 'flagged' applies
-        the threshold. Runs offline, English and Chinese.
-
-        Bad input lines (broken JSON, no prompt) are reported as FILE:LINE on stderr,
-        counted, and skipped; the run continues.
-        """
+        # The help text is CLASSIFY_HELP (paragraphs without hard wraps, so Rich can reflow).
         from distillguard.cli import console
         from distillguard.errors import InputError
 

@@ -40,18 +40,17 @@ def content_sample(t: Any, *, per_bucket: int, bucket: str = "D") -> Any:
     )
 
 
-def score_sample(
+def classify_to_parquet(
     con: Any,
-    t: Any,
+    expr: Any,
     out_path: Path,
     classifier: Any,
     *,
-    per_bucket: int,
-    bucket: str = "D",
+    keep: tuple[str, ...],
     progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Classify the sampled prompts; write (exchange_id, account_id, bucket, elicitation,
-    elicit, capability) to ``out_path``. Returns the number of prompts classified."""
+    """Classify ``expr``'s prompts in Arrow batches; write ``keep`` columns plus
+    ``elicitation``, ``elicit`` and ``cap`` (index into TRACKED_CAPABILITIES, or "other")."""
     names = classifier.capability_names
     cap_map = np.array(
         [
@@ -62,41 +61,57 @@ def score_sample(
         ],
         dtype=np.int8,
     )
-    schema = pa.schema(
-        [
-            pa.field("exchange_id", pa.string()),
-            pa.field("account_id", pa.string()),
-            pa.field("bucket", pa.timestamp("us")),
-            pa.field("elicitation", pa.float32()),
-            pa.field("elicit", pa.int64()),
-            pa.field("cap", pa.int8()),
-        ]
-    )
+    writer: pq.ParquetWriter | None = None
     done = 0
-    with pq.ParquetWriter(out_path, schema) as writer:
-        for batch in iter_batches(
-            con, content_sample(t, per_bucket=per_bucket, bucket=bucket), rows=16384
-        ):
-            prompts = batch.column("prompt").to_pylist()
-            systems = batch.column("system_prompt").to_pylist()
-            s = classifier.score(prompts, systems)
-            writer.write_table(
-                pa.table(
-                    {
-                        "exchange_id": batch.column("exchange_id"),
-                        "account_id": batch.column("account_id"),
-                        "bucket": batch.column("bucket").cast(pa.timestamp("us")),
-                        "elicitation": pa.array(s.elicitation, pa.float32()),
-                        "elicit": pa.array(s.flagged.astype(np.int64)),
-                        "cap": pa.array(cap_map[s.capability.astype(np.int64)], pa.int8()),
-                    },
-                    schema=schema,
-                )
+    try:
+        for batch in iter_batches(con, expr, rows=16384):
+            s = classifier.score(
+                batch.column("prompt").to_pylist(), batch.column("system_prompt").to_pylist()
             )
+            cols = {name: batch.column(name) for name in keep}
+            cols["elicitation"] = pa.array(s.elicitation, pa.float32())
+            cols["elicit"] = pa.array(s.flagged.astype(np.int64))
+            cols["cap"] = pa.array(cap_map[s.capability.astype(np.int64)], pa.int8())
+            table = pa.table(cols)
+            if writer is None:
+                writer = pq.ParquetWriter(out_path, table.schema)
+            writer.write_table(table)
             done += batch.num_rows
             if progress is not None:
                 progress(done)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:  # nothing to classify: still leave a readable, empty file
+        types = expr.schema().to_pyarrow()
+        empty = {name: pa.array([], types.field(name).type) for name in keep}
+        empty["elicitation"] = pa.array([], pa.float32())
+        empty["elicit"] = pa.array([], pa.int64())
+        empty["cap"] = pa.array([], pa.int8())
+        pq.write_table(pa.table(empty), out_path)
     return done
+
+
+def score_sample(
+    con: Any,
+    t: Any,
+    out_path: Path,
+    classifier: Any,
+    *,
+    per_bucket: int,
+    bucket: str = "D",
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Classify the sampled prompts into ``out_path`` (one row per sampled exchange)."""
+    expr = content_sample(t, per_bucket=per_bucket, bucket=bucket)
+    return classify_to_parquet(
+        con,
+        expr,
+        out_path,
+        classifier,
+        keep=("exchange_id", "account_id", "bucket"),
+        progress=progress,
+    )
 
 
 def content_bucket_sums(scored: Any) -> Any:

@@ -145,9 +145,7 @@ def request_fields(endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
         logprobs = lp_count is not None and lp_count > 0 if "logprobs" in body else None
         top_logprobs = lp_count
     max_tokens = _int(
-        body.get("max_completion_tokens")
-        or body.get("max_output_tokens")
-        or body.get("max_tokens")
+        body.get("max_completion_tokens") or body.get("max_output_tokens") or body.get("max_tokens")
     )
     tools = body.get("tools")
     return {

@@ -217,7 +217,9 @@ def parse_gateway(data: Any, source: str = "<policy>") -> GatewayPolicy:
         half_life_s=(1, 1e9),
     )
     _choice(content.mode, ("async", "inline", "off"), "gateway.content.mode", source)
-    lists = _build(ListConfig, table.get("lists", {}), "gateway.lists", source, reload_s=(0.05, 1e6))
+    lists = _build(
+        ListConfig, table.get("lists", {}), "gateway.lists", source, reload_s=(0.05, 1e6)
+    )
     _choice(lists.flagged, ACTIONS, "gateway.lists.flagged", source)
     _choice(lists.campaign, ACTIONS, "gateway.lists.campaign", source)
     degrade = _build(

@@ -11,6 +11,7 @@ once. ``mode = "inline"`` scores before forwarding instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
@@ -76,7 +77,7 @@ class ContentCheck:
     def _key(self, prompt: str, system: str | None) -> tuple[int, str, str | None]:
         prompt = prompt[: self.config.max_chars]
         system = system[: self.config.max_chars] if system else None
-        h = xxhash.xxh3_64_intdigest(prompt + "\x00" + (system or ""))
+        h = xxhash.xxh3_64_intdigest((prompt + "\x00" + (system or "")).encode())
         return h, prompt, system
 
     def _remember(self, h: int, result: ContentResult) -> None:
@@ -138,9 +139,7 @@ class ContentCheck:
 
     async def run(self, interval_s: float = 0.05) -> None:
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=interval_s)
-            except TimeoutError:
-                pass
             self._wake.clear()
             await self.drain()

@@ -336,13 +336,17 @@ def _is_redis_error(err: BaseException) -> bool:
 def connect_redis(url: str, timeout_ms: float) -> Any:
     """An asyncio Redis client with short timeouts: a slow Redis must not hold requests."""
     import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
 
     timeout = timeout_ms / 1000.0
+    # No client-side retries: the failover above decides what a lost Redis means.
     return aioredis.Redis.from_url(
         url,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         retry_on_timeout=False,
+        retry=Retry(NoBackoff(), 0),
         health_check_interval=0,
     )
 

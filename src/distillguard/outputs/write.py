@@ -60,7 +60,6 @@ def campaign_rows(
         .to_pandas()
         .set_index("campaign_id")
     )
-    by_id = accounts.set_index("account_id")
     rows = []
     for c in campaigns:
         st = stats.loc[c.campaign_id]
@@ -96,6 +95,7 @@ def write_outputs(
     campaigns: list[Campaign],
     summary: dict[str, Any],
     started: float,
+    exchange_scores: Any,
 ) -> None:
     from distillguard.outputs.report import write_report
     from distillguard.outputs.stix import write_stix
@@ -113,12 +113,7 @@ def write_outputs(
         pa.Table.from_pylist(rows, schema=CAMPAIGNS_SCHEMA), out_dir / "campaigns.parquet"
     )
 
-    scores = ibis.memtable(
-        accounts[["account_id", "score"]].rename(columns={"score": "account_score"})
-    )
-    scored = t.select("exchange_id", "account_id", "_seq").join(scores, "account_id")
-    scored = scored.order_by("_seq").select("exchange_id", "account_id", score=scored.account_score)
-    con.to_parquet(scored, out_dir / "exchanges_scored.parquet")
+    con.to_parquet(exchange_scores, out_dir / "exchanges_scored.parquet")
 
     write_report(out_dir / "report.html", accounts, rows, summary)
     write_stix(out_dir / "indicators.stix.json", rows)

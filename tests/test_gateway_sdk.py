@@ -1,0 +1,152 @@
+"""The official OpenAI and Anthropic SDKs, unmodified, through the gateway to a stub upstream."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pyarrow.parquet as pq
+import pytest
+
+from distillguard.gateway import Gateway, GatewayConfig, GatewayPolicy
+from distillguard.gateway.testing import ServerThread, StubThread
+from distillguard.schema import EXCHANGE_COLUMN_NAMES
+
+KEY = "sk-test-very-secret-key-123"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, ServerThread]]:
+    log_dir = tmp_path_factory.mktemp("gwlog")
+    with StubThread() as stub:
+        # "/v1" on the upstream URL on purpose: both spellings must work
+        cfg = GatewayConfig(upstream=stub.url + "/v1", policy=GatewayPolicy(), log_dir=log_dir)
+        gw = Gateway(cfg, classifier=None)
+        with ServerThread(gw) as server:
+            yield gw, server
+
+
+@pytest.fixture
+def oai(stack: tuple[Gateway, ServerThread]) -> openai.OpenAI:
+    return openai.OpenAI(base_url=stack[1].url + "/v1", api_key=KEY, max_retries=0, timeout=10)
+
+
+@pytest.fixture
+def ant(stack: tuple[Gateway, ServerThread]) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=stack[1].url, api_key=KEY, max_retries=0, timeout=10)
+
+
+MSG: Any = [{"role": "user", "content": "What is six times seven?"}]
+
+
+def test_openai_chat_json(oai: openai.OpenAI) -> None:
+    r = oai.chat.completions.create(model="m", messages=MSG)
+    assert r.choices[0].message.content == "The answer is forty-two."
+    assert r.usage is not None and r.usage.prompt_tokens == 9
+
+
+def test_openai_chat_stream(oai: openai.OpenAI) -> None:
+    stream = oai.chat.completions.create(
+        model="m", messages=MSG, stream=True, stream_options={"include_usage": True}
+    )
+    parts = [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
+    assert "".join(parts) == "The answer is forty-two."
+
+
+def test_openai_tool_calls(oai: openai.OpenAI) -> None:
+    tools: Any = [
+        {
+            "type": "function",
+            "function": {
+                "name": "weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
+    r = oai.chat.completions.create(model="m", messages=MSG, tools=tools)
+    call = r.choices[0].message.tool_calls
+    assert call and call[0].function.name == "weather"  # type: ignore[union-attr]
+
+
+def test_openai_responses_and_completions_and_models(oai: openai.OpenAI) -> None:
+    r = oai.responses.create(model="m", input="hello")
+    assert r.output_text == "The answer is forty-two."
+    with oai.responses.stream(model="m", input="hello") as s:
+        text = "".join(e.delta for e in s if e.type == "response.output_text.delta")
+    assert text == "The answer is forty-two."
+    c = oai.completions.create(model="m", prompt="Say it")
+    assert c.choices[0].text == "The answer is forty-two."
+    assert [m.id for m in oai.models.list()] == ["stub-model"]
+
+
+def test_openai_upstream_errors_pass_through(oai: openai.OpenAI) -> None:
+    with pytest.raises(openai.RateLimitError) as err:
+        oai.chat.completions.create(model="error-429", messages=MSG)
+    assert err.value.code == "stub_429"
+    with pytest.raises(openai.InternalServerError):
+        oai.chat.completions.create(model="error-500", messages=MSG)
+
+
+def test_openai_cut_stream_raises(oai: openai.OpenAI) -> None:
+    with pytest.raises((openai.APIError, httpx.HTTPError)):
+        for _ in oai.chat.completions.create(model="cut", messages=MSG, stream=True):
+            pass
+
+
+def test_anthropic_json_stream_tools(ant: anthropic.Anthropic) -> None:
+    r = ant.messages.create(model="m", max_tokens=50, messages=MSG)
+    assert r.content[0].text == "The answer is forty-two."  # type: ignore[union-attr]
+    with ant.messages.stream(model="m", max_tokens=50, messages=MSG) as s:
+        assert "".join(s.text_stream) == "The answer is forty-two."
+    tools: Any = [{"name": "weather", "input_schema": {"type": "object"}}]
+    r = ant.messages.create(model="m", max_tokens=50, messages=MSG, tools=tools)
+    assert r.stop_reason == "tool_use" and r.content[0].type == "tool_use"
+
+
+def test_anthropic_upstream_errors(ant: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.RateLimitError):
+        ant.messages.create(model="error-429", max_tokens=5, messages=MSG)
+    with pytest.raises(anthropic.APIError):
+        with ant.messages.stream(model="cut", max_tokens=5, messages=MSG) as s:
+            for _ in s:
+                pass
+
+
+def test_malformed_json_gets_400_in_each_format(stack: tuple[Gateway, ServerThread]) -> None:
+    url = stack[1].url
+    r = httpx.post(url + "/v1/chat/completions", content=b"{nope", timeout=5)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+    r = httpx.post(url + "/v1/messages", content=b"[1,2", timeout=5)
+    assert r.status_code == 400 and r.json()["type"] == "error"
+    assert r.json()["error"]["type"] == "invalid_request_error"
+    with pytest.raises(anthropic.BadRequestError):
+        anthropic.Anthropic(base_url=url, api_key=KEY, max_retries=0).post(
+            "/v1/messages", body="not json", cast_to=httpx.Response
+        )
+
+
+def test_decision_log_has_contract_schema_and_no_raw_key(
+    stack: tuple[Gateway, ServerThread], oai: openai.OpenAI
+) -> None:
+    gw, server = stack
+    oai.chat.completions.create(model="m", messages=MSG)
+    server.call(gw.flush())
+    assert gw.config.log_dir is not None
+    files = sorted(Path(gw.config.log_dir).glob("exchanges-*.parquet"))
+    assert files
+    table = pq.read_table(files)
+    assert set(EXCHANGE_COLUMN_NAMES) <= set(table.column_names)
+    assert {"decision", "reasons"} <= set(table.column_names)
+    rows = table.to_pylist()
+    assert len(rows) == gw.log.rows_logged
+    assert all(r["api_key_id"] and r["api_key_id"].startswith("k_") for r in rows)
+    assert all(r["decision"] == "allow" for r in rows if r["status"] == 200)
+    for f in Path(gw.config.log_dir).iterdir():
+        assert KEY.encode() not in f.read_bytes()
+    chat = [r for r in rows if r["endpoint"] == "chat.completions" and r["status"] == 200]
+    assert chat[0]["prompt"] == "What is six times seven?"
+    assert chat[0]["input_tokens"] == 9 and chat[0]["output_tokens"] == 6
