@@ -24,9 +24,15 @@ def test_default_policy_loads() -> None:
         ({"detectors": {"nope": {}}}, "unknown detector 'nope'"),
         ({"detectors": {}}, "enables no detector"),
         ({"detectors": {"peer_profile": {"params": {"bogus": 1}}}}, "bogus"),
-        ({"detectors": {"peer_profile": {}}, "linking": {"keys": {"mac": 1.0}}}, "unknown key .mac."),
+        (
+            {"detectors": {"peer_profile": {}}, "linking": {"keys": {"mac": 1.0}}},
+            "unknown key .mac.",
+        ),
         ({"detectors": {"peer_profile": {}}, "linking": {"keys": ["ip"]}}, "table of key = weight"),
-        ({"detectors": {"peer_profile": {}}, "linking": {"edge_weight": -1}}, "linking.edge_weight"),
+        (
+            {"detectors": {"peer_profile": {}}, "linking": {"edge_weight": -1}},
+            "linking.edge_weight",
+        ),
         ({"detectors": {"peer_profile": {}}, "scan": {"checkpoint": "5m"}}, "scan.checkpoint"),
     ],
 )

@@ -241,17 +241,17 @@ def _exchange_scores(
     """Which exchanges inside an account look like harvesting (CONTRACT §2).
 
     A proxy or reseller account relays real users' requests beside harvested ones, so the
-    account's score is spread over its exchanges by what each one asks for: every exchange
-    of a flagged account is classified (up to ``limit``, a hash sample beyond), and a
-    conversation counts as eliciting if any of its turns does (tool-result turns carry no
-    text of their own). Exchanges of other accounts keep their account's score.
+    account's score is spread over its exchanges by what each one asks for. Exchanges in
+    the content sample are classified already; every other exchange of a flagged account
+    is classified now (up to ``limit``, a hash sample beyond). A conversation counts as
+    eliciting if any of its turns does (tool-result turns carry no text of their own);
+    unclassified exchanges take their account's mean.
     """
     acc = ibis.memtable(table[["account_id", "score"]].rename(columns={"score": "account_score"}))
     flagged = table.loc[table["flagged"], ["account_id"]]
     base = t.select("exchange_id", "account_id", "conversation_id", "_seq").join(acc, "account_id")
-    if flagged.empty:
-        return base.order_by("_seq").select("exchange_id", "account_id", score=base.account_score)
-    sub = t.semi_join(ibis.memtable(flagged), "account_id")
+    sampled = con.read_parquet(work / "content.parquet").select("exchange_id", "elicitation")
+    sub = t.semi_join(ibis.memtable(flagged), "account_id").anti_join(sampled, "exchange_id")
     total = int(sub.count().execute())
     if total > limit:
         sub = sub.filter((sub.exchange_id.hash() % total).abs() < limit)
@@ -263,7 +263,8 @@ def _exchange_scores(
         classifier,
         keep=("exchange_id",),
     )
-    ec = con.read_parquet(path).select("exchange_id", "elicitation")
+    # every account's sampled exchanges were classified already; flagged accounts' rest now
+    ec = sampled.union(con.read_parquet(path).select("exchange_id", "elicitation"))
     j = base.left_join(ec, "exchange_id").drop("exchange_id_right")
     conv = ibis.window(group_by=[j.account_id, j.conversation_id])
     conv_max = ibis.cases(

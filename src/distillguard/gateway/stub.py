@@ -257,6 +257,20 @@ async def responses(request: web.Request) -> web.StreamResponse:
             )
         )
         if item["type"] == "message":
+            part = {"type": "output_text", "text": "", "annotations": []}
+            events.append(
+                _sse(
+                    {
+                        "type": "response.content_part.added",
+                        "sequence_number": next(seq),
+                        "item_id": item["id"],
+                        "output_index": i,
+                        "content_index": 0,
+                        "part": part,
+                    },
+                    "response.content_part.added",
+                )
+            )
             for w in WORDS:
                 events.append(
                     _sse(
