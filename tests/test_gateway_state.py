@@ -132,5 +132,11 @@ def test_contributions_follow_the_batch_definition() -> None:
         "system_prompt": "x",
     }
     c = contributions(row)
-    assert c == {"n": 1, "logprobs": 1, "multi_n": 1, "long_max_tokens": 1, "with_system": 1,
-                 "h13": 1}
+    assert c == {
+        "n": 1,
+        "logprobs": 1,
+        "multi_n": 1,
+        "long_max_tokens": 1,
+        "with_system": 1,
+        "h13": 1,
+    }

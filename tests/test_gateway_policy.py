@@ -1,0 +1,286 @@
+"""The ladder through the proxy: scan lists, degrade, verify/block, limits, shedding, decide."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import openai
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from distillguard.errors import ConfigError
+from distillguard.gateway import Gateway, GatewayConfig, GatewayPolicy, load_gateway_policy
+from distillguard.gateway.config import Ladder as LadderConfig
+from distillguard.gateway.config import Limits, ListConfig, parse_gateway
+from distillguard.gateway.content import ContentResult
+from distillguard.gateway.degrade import SSEDegrader, degrade_request, degrade_response
+from distillguard.gateway.ladder import Ladder
+from distillguard.gateway.lists import Listing
+from distillguard.gateway.testing import ServerThread, StubThread
+
+MSG: Any = [{"role": "user", "content": "Explain step by step."}]
+KEYS = {
+    "sk-camp": "acct-camp",
+    "sk-flag": "acct-flag",
+    "sk-block": "acct-block",
+    "sk-ok": "acct-ok",
+}
+
+
+def write_scan(directory: Path, flagged: dict[str, float], campaign: list[str]) -> None:
+    accounts = pa.table(
+        {
+            "account_id": [*flagged, *campaign],
+            "score": [*flagged.values(), *([0.6] * len(campaign))],
+            "flagged": [True] * (len(flagged) + len(campaign)),
+            "campaign_id": [None] * len(flagged) + ["camp-1"] * len(campaign),
+        }
+    )
+    camps = pa.table(
+        {"campaign_id": ["camp-1"], "account_ids": [campaign], "score": [0.6], "accounts": [1]}
+    )
+    # written aside and renamed, as a scan would leave them complete
+    for name, table in (("campaigns.parquet", camps), ("accounts.parquet", accounts)):
+        pq.write_table(table, directory / ("." + name))
+        (directory / ("." + name)).replace(directory / name)
+
+
+def http(
+    url: str, data: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    req = urllib.request.Request(url, data=data, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, ServerThread]]:
+    tmp = tmp_path_factory.mktemp("pol")
+    scan = tmp / "scan"
+    scan.mkdir()
+    write_scan(scan, {"acct-flag": 0.75, "acct-block": 0.99}, ["acct-camp"])
+    keymap = tmp / "keys.json"
+    keymap.write_text(json.dumps(KEYS))
+    policy = GatewayPolicy(
+        lists=ListConfig(flagged="verify", campaign="degrade", reload_s=0.1),
+        limits=Limits(max_body_bytes=20_000, max_json_depth=8, max_header_bytes=4096),
+    )
+    with StubThread() as stub:
+        cfg = GatewayConfig(
+            upstream=stub.url,
+            policy=policy,
+            key_map=str(keymap),
+            scan_dir=scan,
+            log_dir=tmp / "log",
+            key_secret=b"x" * 32,
+        )
+        gw = Gateway(cfg, classifier=None)
+        with ServerThread(gw) as server:
+            yield gw, server
+
+
+def client(server: ServerThread, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0, timeout=10)
+
+
+def test_suspects_are_degraded_everyone_else_untouched(proxy: tuple[Gateway, ServerThread]) -> None:
+    _, server = proxy
+    ok = client(server, "sk-ok").chat.completions.create(
+        model="think", messages=MSG, logprobs=True, n=2
+    )
+    assert len(ok.choices) == 2 and ok.choices[0].logprobs is not None
+    assert "<think>" in (ok.choices[0].message.content or "")
+    camp = client(server, "sk-camp").chat.completions.create(
+        model="think", messages=MSG, logprobs=True, n=2
+    )
+    assert len(camp.choices) == 1 and camp.choices[0].logprobs is None
+    assert camp.choices[0].message.content == "The answer is forty-two."
+    assert "reasoning_content" not in camp.choices[0].message.model_dump()
+    stream = client(server, "sk-camp").chat.completions.create(
+        model="think", messages=MSG, stream=True
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text == "The answer is forty-two."
+    ant = anthropic.Anthropic(base_url=server.url, api_key="sk-camp", max_retries=0)
+    with ant.messages.stream(model="think", max_tokens=50, messages=MSG) as s:
+        final = s.get_final_message()
+    assert [b.type for b in final.content] == ["text"]
+    assert final.content[0].text == "The answer is forty-two."  # type: ignore[union-attr]
+    r = client(server, "sk-camp").responses.create(model="think", input="x")
+    assert [o.type for o in r.output] == ["message"]
+
+
+def test_verify_and_block_are_403_with_codes(proxy: tuple[Gateway, ServerThread]) -> None:
+    _, server = proxy
+    with pytest.raises(openai.PermissionDeniedError) as err:
+        client(server, "sk-flag").chat.completions.create(model="m", messages=MSG)
+    assert err.value.code == "verification_required"
+    with pytest.raises(openai.PermissionDeniedError) as err:
+        client(server, "sk-block").chat.completions.create(model="m", messages=MSG)
+    assert err.value.code == "account_blocked"
+    ant = anthropic.Anthropic(base_url=server.url, api_key="sk-block", max_retries=0)
+    with pytest.raises(anthropic.PermissionDeniedError):
+        ant.messages.create(model="m", max_tokens=5, messages=MSG)
+
+
+def test_scan_lists_hot_reload(proxy: tuple[Gateway, ServerThread]) -> None:
+    gw, server = proxy
+    assert gw.config.scan_dir is not None
+    c = client(server, "sk-ok")
+    c.chat.completions.create(model="m", messages=MSG)
+    before = gw.lists.reloads
+    write_scan(gw.config.scan_dir, {"acct-flag": 0.75, "acct-block": 0.99, "acct-ok": 0.75}, [])
+    deadline = time.monotonic() + 5
+    while gw.lists.reloads == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        with pytest.raises(openai.PermissionDeniedError):
+            c.chat.completions.create(model="m", messages=MSG)
+    finally:
+        write_scan(gw.config.scan_dir, {"acct-flag": 0.75, "acct-block": 0.99}, ["acct-camp"])
+        deadline = time.monotonic() + 5
+        while gw.lists.reloads < before + 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def test_input_limits(proxy: tuple[Gateway, ServerThread]) -> None:
+    _, server = proxy
+    url = server.url + "/v1/chat/completions"
+    big = json.dumps({"model": "m", "messages": [{"role": "user", "content": "x" * 30_000}]})
+    status, _, body = http(url, big.encode())
+    assert status == 413 and json.loads(body)["error"]["code"] == "body_too_large"
+    deep: Any = "x"
+    for _ in range(20):
+        deep = [deep]
+    status, _, body = http(url, json.dumps({"model": "m", "messages": deep}).encode())
+    assert status == 400 and json.loads(body)["error"]["code"] == "json_too_deep"
+    status, _, body = http(url, b"{}", headers={"x-big": "y" * 5000})
+    assert status == 431
+    status, _, body = http(server.url + "/v1/messages", b"{", {"anthropic-version": "2023-06-01"})
+    assert status == 400 and json.loads(body)["type"] == "error"
+
+
+def test_decide_endpoint(proxy: tuple[Gateway, ServerThread]) -> None:
+    _, server = proxy
+    body = {"account_id": "acct-camp", "request": {"model": "m", "messages": MSG}, "ip": "1.2.3.4"}
+    status, _, raw = http(server.url + "/v1/decide", json.dumps(body).encode())
+    reply = json.loads(raw)
+    assert status == 200 and reply["action"] == "degrade" and reply["reasons"]
+    assert reply["reasons"][0].startswith("scan: campaign camp-1")
+    body["account_id"] = "someone-new"
+    reply = json.loads(http(server.url + "/v1/decide", json.dumps(body).encode())[2])
+    assert reply["action"] == "allow" and 0 <= reply["score"] < 0.3
+
+
+def test_healthz_and_metrics(proxy: tuple[Gateway, ServerThread]) -> None:
+    _, server = proxy
+    status, _, raw = http(server.url + "/healthz")
+    assert status == 200 and json.loads(raw)["status"] == "ok"
+    status, _, raw = http(server.url + "/metrics")
+    assert status == 200 and b"distillguard_requests_total" in raw
+
+
+def test_overload_sheds_with_retry_after_and_health_answers(tmp_path: Path) -> None:
+    policy = GatewayPolicy(limits=Limits(max_inflight=3))
+    with StubThread() as stub:
+        gw = Gateway(GatewayConfig(upstream=stub.url, policy=policy), classifier=None)
+        with ServerThread(gw) as server:
+            results: list[tuple[int, dict[str, str]]] = []
+            body = json.dumps({"model": "slow", "messages": MSG}).encode()
+
+            def one() -> None:
+                status, headers, _ = http(server.url + "/v1/chat/completions", body)
+                results.append((status, headers))
+
+            threads = [threading.Thread(target=one) for _ in range(10)]
+            for t in threads:
+                t.start()
+            time.sleep(0.5)
+            t0 = time.monotonic()
+            status, _, raw = http(server.url + "/healthz")
+            assert status == 200 and json.loads(raw)["inflight"] == 3
+            assert time.monotonic() - t0 < 1.0  # answered while the slow ones are held
+            for t in threads:
+                t.join(15)
+    codes = sorted(s for s, _ in results)
+    assert codes == [200] * 3 + [503] * 7
+    shed = [h for s, h in results if s == 503]
+    assert all(h.get("retry-after") == "1" for h in shed)
+
+
+def test_policy_parsing_and_ladder() -> None:
+    pol = load_gateway_policy()
+    assert pol.source == "gateway.toml" and pol.rules and pol.content.mode == "async"
+    with pytest.raises(ConfigError, match="unknown key 'trottle'"):
+        parse_gateway({"ladder": {"trottle": 0.5}})
+    with pytest.raises(ConfigError, match="gateway.lists.flagged"):
+        parse_gateway({"lists": {"flagged": "nuke"}})
+    with pytest.raises(ConfigError, match="feature"):
+        parse_gateway({"rules": [{"feature": "nope", "min": 1}]})
+    lad = Ladder(GatewayPolicy(ladder=LadderConfig(allow_accounts=("fp",))))
+    hot = ContentResult(1.0, True, ("cot_elicitation",))
+    listed = Listing(0.99, True, "c1")
+    assert lad.decide("x", None, None, None).action == "allow"
+    assert lad.decide("x", listed, None, None).action == "block"
+    assert lad.decide("fp", listed, None, hot).action == "allow"  # known false positive
+    d = lad.decide("y", None, None, hot)
+    assert d.action == "watch" and d.reasons[0].startswith("content: elicitation 1.00")
+
+
+def test_degrade_transforms() -> None:
+    from distillguard.gateway.config import DegradeConfig
+
+    cfg = DegradeConfig(max_tokens=100, n=1)
+    req = degrade_request(
+        "chat.completions",
+        {
+            "n": 4,
+            "logprobs": True,
+            "top_logprobs": 5,
+            "max_tokens": 9000,
+            "reasoning_effort": "high",
+        },
+        cfg,
+    )
+    assert req == {"n": 1, "max_tokens": 100}
+    assert degrade_request("messages", {"thinking": {"type": "enabled"}}, cfg) == {
+        "max_tokens": 100
+    }
+    body = degrade_response(
+        "messages",
+        {
+            "content": [
+                {"type": "thinking", "thinking": "t"},
+                {"type": "text", "text": "<think>a</think>b"},
+            ]
+        },
+    )
+    assert body["content"] == [{"type": "text", "text": "b"}]
+    sse = SSEDegrader("chat.completions")
+    pieces = ["<thi", "nk>secret", "</th", "ink>Hello", " world"]
+    out = b"".join(
+        sse.feed(
+            b"data: "
+            + json.dumps({"choices": [{"index": 0, "delta": {"content": p}}]}).encode()
+            + b"\n\n"
+        )
+        for p in pieces
+    )
+    text = "".join(
+        json.loads(line[6:])["choices"][0]["delta"]["content"]
+        for line in out.split(b"\n")
+        if line.startswith(b"data: ")
+    )
+    assert text == "Hello world"
