@@ -315,12 +315,17 @@ def test_accounts_table(tmp_path: Path) -> None:
     assert any("missing required field 'account_id'" in r for r in reasons)
 
 
-def test_scattered_bad_rows_among_many_good(tmp_path: Path) -> None:
-    """Bad rows spread through big blocks: each is caught, every good row kept, in order."""
+@pytest.mark.parametrize("workers", [1, 2])
+def test_scattered_bad_rows_among_many_good(tmp_path: Path, workers: int) -> None:
+    """Bad rows spread through big blocks: each is caught, every good row kept, in order,
+    whether blocks are parsed in this process or by a pool of worker processes."""
     rows: list[Any] = []
     bad_lines = {}
     for i in range(3000):
-        if i % 97 == 5:
+        if i == 2999:
+            rows.append(row(17))  # a duplicate far from its first occurrence
+            bad_lines[i + 1] = 4
+        elif i % 97 == 5:
             kind = (i // 97) % 4
             bad: Any = [
                 row(i, input_tokens="7"),
@@ -333,7 +338,9 @@ def test_scattered_bad_rows_among_many_good(tmp_path: Path) -> None:
         else:
             rows.append(row(i))
     path = write_jsonl(tmp_path / "in.jsonl", rows)
-    result, quarantined, valid = stage(tmp_path, path)
+    result, quarantined, valid = stage(
+        tmp_path, path, workers=workers, parallel_min_bytes=0, block_bytes=32 << 10
+    )
     assert {q["line"] for q in quarantined} == set(bad_lines)
     assert result.rows_valid == 3000 - len(bad_lines)
     lines = valid.column("_line").to_pylist()

@@ -133,3 +133,169 @@ def bucket(hashes: npt.NDArray[np.uint64], bits: int) -> npt.NDArray[np.intp]:
     """Feature index of each hash in a table of 2**bits weights (top bits mix best)."""
     mixed = hashes * _MULT
     return (mixed >> np.uint64(64 - bits)).astype(np.intp)
+
+
+def normalize(text: str) -> str:
+    """``text`` as the n-gram hashing sees it (lower-cased, digits, spaces, widths folded)."""
+    codes = _codes([text])[1:-1]
+    return codes.tobytes().decode("utf-32-le")
+
+
+def gram_hash(gram: str) -> int:
+    """Hash of one already-normalised n-gram (2 to 5 characters), as :func:`ngrams` has it."""
+    if not min(ORDERS) <= len(gram) <= max(ORDERS) or SEP in gram:
+        raise ValueError(f"not a hashable n-gram: {gram!r}")
+    h = 0
+    for ch in gram:
+        h = (h * int(_MULT) + ord(ch)) & 0xFFFFFFFFFFFFFFFF
+    return h ^ int(_ORDER_SALT[len(gram)])
+
+
+@dataclass(frozen=True)
+class Tables:
+    """What :func:`scan` gathers from: the model's int8 weights and the rules' n-gram keys.
+
+    ``ngram`` holds ``2**bits`` int8 weights plus a trailing 0 that n-grams crossing a
+    prompt boundary are pointed at. ``cap`` packs each capability row of int8 weights as
+    biased bytes (``q + 128``) into uint64 words, again with a trailing all-zero (all-128)
+    row; packing lets one gather fetch eight weights. ``keys`` are the sorted hashes of the
+    n-grams the rules ask about and ``key_bucket`` marks their buckets (a cheap first test).
+    """
+
+    bits: int
+    ngram: npt.NDArray[np.int8]
+    cap_bits: int
+    cap: npt.NDArray[np.uint64]  # (2**cap_bits + 1, words)
+    n_cap: int
+    keys: npt.NDArray[np.uint64]
+    key_bucket: npt.NDArray[np.bool_]
+
+    @classmethod
+    def build(
+        cls,
+        bits: int,
+        ngram_q: npt.NDArray[np.int8],
+        cap_bits: int,
+        cap_q: npt.NDArray[np.int8],
+        keys: Sequence[int],
+    ) -> Tables:
+        if cap_bits > bits:
+            raise ValueError("the capability table cannot have more buckets than the n-gram table")
+        ngram = np.zeros((1 << bits) + 1, dtype=np.int8)
+        ngram[: 1 << bits] = ngram_q
+        n_cap = cap_q.shape[1]
+        words = -(-n_cap // 8)
+        biased = np.full(((1 << cap_bits) + 1, words * 8), 128, dtype=np.uint8)
+        biased[: 1 << cap_bits, :n_cap] = (cap_q.astype(np.int16) + 128).astype(np.uint8)
+        cap = np.ascontiguousarray(biased).view("<u8").astype(np.uint64)
+        key_arr = np.unique(np.asarray(list(keys), dtype=np.uint64))
+        key_bucket = np.zeros((1 << bits) + 1, dtype=np.bool_)
+        key_bucket[bucket(key_arr, bits)] = True
+        return cls(bits, ngram, cap_bits, cap, n_cap, key_arr, key_bucket)
+
+
+@dataclass(frozen=True)
+class Scan:
+    """Per-prompt sums of the quantised weights of all n-grams, and the rule keys present.
+
+    ``lex[d]`` and ``cap[d]`` are exact integer sums of int8 weights, so they do not depend
+    on summation order or on which other prompts share the batch. ``key_doc[j]`` holds
+    ``keys[key_id[j]]``.
+    """
+
+    lex: npt.NDArray[np.int64]
+    cap: npt.NDArray[np.int64]  # (n_docs, n_cap)
+    counts: npt.NDArray[np.int64]
+    key_doc: npt.NDArray[np.int64]
+    key_id: npt.NDArray[np.int64]
+
+
+_M16 = np.uint64(0x00FF00FF00FF00FF)
+_M32 = np.uint64(0x0000FFFF0000FFFF)
+_LOW32 = np.uint64(0xFFFFFFFF)
+
+
+def scan(texts: Sequence[str], tables: Tables) -> Scan:
+    """Hash every n-gram of ``texts`` and sum the table weights per prompt, in one pass.
+
+    The same n-grams and buckets as :func:`ngrams` + :func:`bucket`, but fused: no
+    per-order compaction (an n-gram that crosses a prompt boundary is pointed at the zero
+    weight instead of being dropped), int8 gathers instead of float ones, and the
+    capability weights summed eight at a time in uint64 lanes.
+    """
+    n_docs = len(texts)
+    n_cap = tables.n_cap
+    if n_docs == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return Scan(empty, np.zeros((0, n_cap), dtype=np.int64), empty, empty, empty)
+    codes = _codes(texts)
+    length = len(codes)
+    seps = np.flatnonzero(codes == 0)  # n_docs + 1 separators
+    max_n = max(ORDERS)
+    c64 = np.zeros(length + max_n - 1, dtype=np.uint64)  # zero padding = more separators
+    c64[:length] = codes
+    shift = np.uint64(64 - tables.bits)
+    cap_shift = tables.bits - tables.cap_bits
+    zero = 1 << tables.bits
+    words = tables.cap.shape[1]
+    lex_tot = np.zeros(length, dtype=np.int16)  # |sum| <= 4 orders * 127
+    # Per capability word: 16-bit lanes, even and odd bytes (<= 4 orders * 255 each).
+    even = [np.zeros(length, dtype=np.uint64) for _ in range(words)]
+    odd = [np.zeros(length, dtype=np.uint64) for _ in range(words)]
+    key_pos: list[npt.NDArray[np.int64]] = []
+    key_ids: list[npt.NDArray[np.int64]] = []
+    h = c64
+    for n in range(2, max_n + 1):
+        m = len(h) - 1
+        h = h[:m] * _MULT
+        h += c64[n - 1 : n - 1 + m]
+        if n not in ORDERS:
+            continue
+        salted = h[:length] ^ _ORDER_SALT[n]
+        b = salted * _MULT
+        b >>= shift
+        idx = b.view(np.int64)
+        # n-grams that start on, or run into, a separator belong to no prompt
+        inv = (seps[:, None] - np.arange(n)).ravel()
+        idx[inv[inv >= 0]] = zero
+        lex_tot += np.take(tables.ngram, idx)
+        cidx = idx >> cap_shift
+        for w in range(words):
+            g = np.take(tables.cap[:, w], cidx)
+            even[w] += g & _M16
+            g >>= np.uint64(8)
+            g &= _M16
+            odd[w] += g
+        cand = np.flatnonzero(np.take(tables.key_bucket, idx))
+        if len(cand):
+            hc = salted[cand]
+            pos = np.minimum(np.searchsorted(tables.keys, hc), len(tables.keys) - 1)
+            exact = tables.keys[pos] == hc
+            key_pos.append(cand[exact])
+            key_ids.append(pos[exact])
+    starts = seps[:-1]
+    lex = np.add.reduceat(lex_tot, starts, dtype=np.int64)
+    seg_len = np.diff(np.append(starts, length))
+    n_orders = len(ORDERS)
+    cap = np.empty((n_docs, words * 8), dtype=np.int64)
+    for w in range(words):
+        # 16-bit lanes -> 32-bit lanes; lane sums stay below 2**32 for any clipped prompt.
+        for lanes, parity in ((even[w], 0), (odd[w], 1)):
+            for half in (0, 1):
+                part = (lanes >> np.uint64(16 * half)) & _M32 if half else lanes & _M32
+                s = np.add.reduceat(part, starts)
+                byte = w * 8 + parity + 2 * half
+                cap[:, byte] = (s & _LOW32).astype(np.int64)
+                cap[:, byte + 4] = (s >> np.uint64(32)).astype(np.int64)
+    cap -= (128 * n_orders * seg_len)[:, None]
+    lengths = seps[1:] - seps[:-1] - 1
+    counts = np.zeros(n_docs, dtype=np.int64)
+    for n in ORDERS:
+        counts += np.maximum(lengths - n + 1, 0)
+    if key_pos:
+        kp = np.concatenate(key_pos)
+        key_doc = np.searchsorted(seps, kp, side="right") - 1
+        key_id = np.concatenate(key_ids)
+    else:
+        key_doc = key_id = np.zeros(0, dtype=np.int64)
+    return Scan(lex, cap[:, :n_cap], counts, key_doc, key_id)

@@ -26,7 +26,7 @@ from distillguard.errors import ConfigError
 WEIGHTS_FILE = "weights.npz"
 # Internal chunk size: bounds the memory of the (n-grams x capabilities) gather so a 100k
 # batch costs the same per prompt as a small one.
-CHUNK = 2048
+CHUNK = 1024
 LEXICAL_SIGNAL = "lexical"  # bit set when the n-gram model alone would flag the prompt
 
 
@@ -48,16 +48,22 @@ class ContentModel:
     w_cap: npt.NDArray[np.float32]  # (2**cap_bits, n_capabilities)
     b_cap: npt.NDArray[np.float32]
     meta: dict[str, Any] = field(default_factory=dict)
+    # The int8 tables and scales ``w_ngram`` / ``w_cap`` were loaded from (None when the
+    # model was built in memory; :meth:`quantized` then quantises as :meth:`save` does).
+    q_ngram: tuple[npt.NDArray[np.int8], float] | None = None
+    q_cap: tuple[npt.NDArray[np.int8], float] | None = None
+
+    def quantized(
+        self,
+    ) -> tuple[tuple[npt.NDArray[np.int8], float], tuple[npt.NDArray[np.int8], float]]:
+        """(int8 table, scale) of the n-gram and the capability weights."""
+        wq, ws = self.q_ngram or _quantize(self.w_ngram)
+        cq, cs = self.q_cap or _quantize(self.w_cap)
+        return (wq, float(ws)), (cq, float(cs))
 
     def save(self, path: Path) -> None:
-        # int8 with one scale per table: 4x smaller file, and the scores move by far less
-        # than the gap between the classes (checked by the training script).
-        def q(a: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.int8], np.float32]:
-            scale = np.float32(max(float(np.abs(a).max()), 1e-12) / 127.0)
-            return np.round(a / scale).astype(np.int8), scale
-
-        wq, ws = q(self.w_ngram)
-        cq, cs = q(self.w_cap)
+        wq, ws = _quantize(self.w_ngram)
+        cq, cs = _quantize(self.w_cap)
         header = {
             "bits": self.bits,
             "rule_names": list(self.rule_names),
@@ -88,9 +94,11 @@ class ContentModel:
         try:
             z = np.load(io.BytesIO(data), allow_pickle=False)
             h = json.loads(bytes(z["header"]).decode())
+            wq, ws = z["w_ngram"].astype(np.int8), np.float32(z["w_ngram_scale"])
+            cq, cs = z["w_cap"].astype(np.int8), np.float32(z["w_cap_scale"])
             return cls(
                 bits=int(h["bits"]),
-                w_ngram=z["w_ngram"].astype(np.float32) * z["w_ngram_scale"],
+                w_ngram=wq.astype(np.float32) * ws,
                 rule_names=tuple(h["rule_names"]),
                 rule_kinds=tuple(h["rule_kinds"]),
                 w_rule=z["w_rule"].astype(np.float32),
@@ -100,12 +108,21 @@ class ContentModel:
                 threshold=float(h["threshold"]),
                 cap_bits=int(h["cap_bits"]),
                 cap_names=tuple(h["cap_names"]),
-                w_cap=z["w_cap"].astype(np.float32) * z["w_cap_scale"],
+                w_cap=cq.astype(np.float32) * cs,
                 b_cap=z["b_cap"].astype(np.float32),
                 meta=dict(h.get("meta", {})),
+                q_ngram=(wq, float(ws)),
+                q_cap=(cq, float(cs)),
             )
         except (OSError, ValueError, KeyError) as err:
             raise ConfigError(f"cannot read classifier weights: {err}", source=source) from None
+
+
+def _quantize(a: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.int8], np.float32]:
+    # int8 with one scale per table: 4x smaller file, and the scores move by far less than
+    # the gap between the classes (checked by the training script).
+    scale = np.float32(max(float(np.abs(a).max()), 1e-12) / 127.0)
+    return np.round(a / scale).astype(np.int8), scale
 
 
 @dataclass(frozen=True)
@@ -143,6 +160,58 @@ class ContentScore:
     signals: list[str]
 
 
+class Scorer:
+    """A loaded model and its rules, with the tables the scoring path gathers from.
+
+    Per prompt: the int8 weights of all its n-grams summed exactly (:func:`features.scan`),
+    the rule families matched where their literals occur (:meth:`RuleSet.match`), then a
+    handful of float operations. Rule features are linear in the hit bits (one column per
+    rule plus the attack / context counts), so each rule's total weight is folded into one
+    number here.
+    """
+
+    def __init__(self, model: ContentModel, rules: RuleSet) -> None:
+        self.model = model
+        self.rules = rules
+        (wq, ws), (cq, cs) = model.quantized()
+        self.tables = features.Tables.build(model.bits, wq, model.cap_bits, cq, rules.keys)
+        self.ngram_scale = ws
+        self.cap_scale = cs
+        n = len(model.rule_kinds)
+        w = model.w_rule.astype(np.float64)
+        self.rule_w = np.array(
+            [w[i] + (w[n] if k == "attack" else w[n + 1]) for i, k in enumerate(model.rule_kinds)],
+            dtype=np.float64,
+        )
+        self.b_cap = model.b_cap.astype(np.float64)
+
+    def parts(
+        self, texts: Sequence[str]
+    ) -> tuple[
+        npt.NDArray[np.float32],
+        npt.NDArray[np.float32],
+        npt.NDArray[np.int8],
+        npt.NDArray[np.int64],
+    ]:
+        """Logit, its n-gram-only part (with bias), capability and rule hits of each text."""
+        sc = features.scan(texts, self.tables)
+        if len(texts) == 1:
+            hits = np.array(
+                [self.rules.match_one(texts[0], set(sc.key_id.tolist()))], dtype=np.int64
+            )
+        else:
+            hits = self.rules.match(
+                texts, self.rules.presence(sc.key_doc, sc.key_id, len(texts))
+            )
+        inv = 1.0 / np.sqrt(np.maximum(sc.counts, 1))
+        lex = sc.lex * (self.ngram_scale * inv) + self.model.bias
+        bitmat = (hits[:, None] >> np.arange(len(self.rule_w))) & 1
+        raw = lex + bitmat @ self.rule_w
+        cap = sc.cap * (self.cap_scale * inv)[:, None] + self.b_cap
+        cap_idx = np.argmax(cap, axis=1).astype(np.int8)
+        return raw.astype(np.float32), lex.astype(np.float32), cap_idx, hits
+
+
 class ElicitationClassifier:
     """Scores prompts for training-data elicitation and labels their capability.
 
@@ -154,8 +223,7 @@ class ElicitationClassifier:
     def __init__(self, weights: str | Path | None = None, threshold: float | None = None) -> None:
         self.weights = weights
         self.threshold = threshold
-        self._model: ContentModel | None = None
-        self._rules: RuleSet | None = None
+        self._scorer: Scorer | None = None
 
     @classmethod
     def load_default(cls) -> ElicitationClassifier:
@@ -176,7 +244,7 @@ class ElicitationClassifier:
 
     @property
     def model(self) -> ContentModel:
-        return self._ensure()[0]
+        return self._ensure().model
 
     @property
     def capability_names(self) -> tuple[str, ...]:
@@ -184,7 +252,7 @@ class ElicitationClassifier:
 
     @property
     def signal_names(self) -> tuple[str, ...]:
-        rules = self._ensure()[1]
+        rules = self._ensure().rules
         return (*(_signal_name(r.name, r.kind) for r in rules.rules), LEXICAL_SIGNAL)
 
     @property
@@ -192,8 +260,8 @@ class ElicitationClassifier:
         """The flag threshold in use, on the calibrated ``elicitation`` scale."""
         return self.model.threshold if self.threshold is None else float(self.threshold)
 
-    def _ensure(self) -> tuple[ContentModel, RuleSet]:
-        if self._model is None or self._rules is None:
+    def _ensure(self) -> Scorer:
+        if self._scorer is None:
             if self.weights is None:
                 data = resources.files("distillguard.content").joinpath(WEIGHTS_FILE).read_bytes()
                 model = ContentModel.load(data)
@@ -214,8 +282,8 @@ class ElicitationClassifier:
                     "rules.json does not match the rules the weights were trained with; "
                     "re-run python -m distillguard.content.train",
                 )
-            self._model, self._rules = model, rules
-        return self._model, self._rules
+            self._scorer = Scorer(model, rules)
+        return self._scorer
 
     # -- scoring -----------------------------------------------------------------------------
 
@@ -223,7 +291,7 @@ class ElicitationClassifier:
         self, prompts: Sequence[str], system_prompts: Sequence[str | None] | None = None
     ) -> ContentScores:
         """Score a batch; prompts that are ``None`` are scored as empty text."""
-        model, rules = self._ensure()
+        scorer = self._ensure()
         texts = features.compose([p or "" for p in prompts], system_prompts)
         n = len(texts)
         raw = np.empty(n, dtype=np.float32)
@@ -232,15 +300,26 @@ class ElicitationClassifier:
         sig = np.empty(n, dtype=np.int64)
         for lo in range(0, n, CHUNK):
             chunk = texts[lo : lo + CHUNK]
-            r, lx, c, s = _score_chunk(model, rules, chunk)
+            r, lx, c, s = scorer.parts(chunk)
             raw[lo : lo + len(chunk)] = r
             lexical[lo : lo + len(chunk)] = lx
             cap[lo : lo + len(chunk)] = c
             sig[lo : lo + len(chunk)] = s
+        return self._finish(scorer, raw, lexical, cap, sig)
+
+    def _finish(
+        self,
+        scorer: Scorer,
+        raw: npt.NDArray[np.float32],
+        lexical: npt.NDArray[np.float32],
+        cap: npt.NDArray[np.int8],
+        sig: npt.NDArray[np.int64],
+    ) -> ContentScores:
+        model = scorer.model
         prob = _sigmoid(model.platt_a * raw + model.platt_b)
         thr = self.decision_threshold
         lex_prob = _sigmoid(model.platt_a * lexical + model.platt_b)
-        sig |= np.where(lex_prob >= thr, np.int64(1) << len(rules.rules), np.int64(0))
+        sig |= np.where(lex_prob >= thr, np.int64(1) << len(scorer.rules.rules), np.int64(0))
         return ContentScores(
             elicitation=prob,
             raw=raw,
@@ -253,7 +332,14 @@ class ElicitationClassifier:
         )
 
     def score_one(self, prompt: str, system_prompt: str | None = None) -> ContentScore:
-        s = self.score([prompt], None if system_prompt is None else [system_prompt])
+        """One prompt, without the batch machinery (the gateway's per-request call).
+
+        Same numbers as :meth:`score` on a batch holding this prompt: the sums are exact
+        integers and the rules see the same literals.
+        """
+        scorer = self._ensure()
+        texts = features.compose([prompt or ""], None if system_prompt is None else [system_prompt])
+        s = self._finish(scorer, *scorer.parts(texts))
         return ContentScore(
             elicitation=float(s.elicitation[0]),
             raw=float(s.raw[0]),
@@ -285,31 +371,3 @@ def rule_matrix(hits: npt.NDArray[np.int64], kinds: Sequence[str]) -> npt.NDArra
     return np.concatenate(
         [bitmat, (bitmat @ attack)[:, None], (bitmat @ (1.0 - attack))[:, None]], axis=1
     )
-
-
-def raw_parts(
-    model: ContentModel, grams: features.NGramBatch, hits: npt.NDArray[np.int64]
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int8]]:
-    """Logit, its n-gram-only part (with bias) and the capability of each prompt."""
-    n = grams.n_docs
-    inv = (1.0 / np.sqrt(np.maximum(grams.counts, 1))).astype(np.float32)
-    lex = np.zeros(n, dtype=np.float32)
-    cap = np.zeros((n, len(model.cap_names)), dtype=np.float32)
-    for h, d in zip(grams.hashes, grams.doc, strict=True):
-        lex += features.segment_sum(model.w_ngram[features.bucket(h, model.bits)], d, n)
-        cap += features.segment_sum(model.w_cap[features.bucket(h, model.cap_bits)], d, n)
-    lex = lex * inv + np.float32(model.bias)
-    raw = lex + rule_matrix(hits, model.rule_kinds) @ model.w_rule
-    cap_idx = np.argmax(cap * inv[:, None] + model.b_cap, axis=1).astype(np.int8)
-    return raw.astype(np.float32), lex, cap_idx
-
-
-def _score_chunk(
-    model: ContentModel, rules: RuleSet, texts: list[str]
-) -> tuple[
-    npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int8], npt.NDArray[np.int64]
-]:
-    grams = features.ngrams(texts)
-    hits = rules.match(texts, rules.gate(grams))
-    raw, lex, cap = raw_parts(model, grams, hits)
-    return raw, lex, cap, hits

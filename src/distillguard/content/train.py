@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from distillguard.content import features, trainset
-from distillguard.content.model import ContentModel, raw_parts, rule_matrix
+from distillguard.content.model import ContentModel, ElicitationClassifier, rule_matrix
 from distillguard.content.rules import RuleSet
 
 BITS = 18
@@ -294,8 +294,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Calibrate and pick the threshold on the scores of the *shipping* path (int8
     # weights), so the stored threshold is exact for what users run.
     model.save(args.out)
-    z_q32, _, cap_pred = raw_parts(ContentModel.load(args.out.read_bytes()), grams, hits)
-    z_q = z_q32.astype(np.float64)
+    shipped = ElicitationClassifier(args.out).score(
+        [e.text for e in corpus], [e.system for e in corpus]
+    )
+    z_q, cap_pred = shipped.raw.astype(np.float64), shipped.capability
     thr_raw = threshold_at(z_q[held_benign], TARGET_FPR)
     a = fit_slope(z_q[test], y[test], thr_raw)
     model.platt_a, model.platt_b = a, -a * thr_raw

@@ -4,7 +4,9 @@ plus the rejected ones, with the file and line (or row) number of every row."""
 from __future__ import annotations
 
 import io
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +54,7 @@ class Block:
     rejects: list[Reject]
     rows_read: int
     position: int = 0  # bytes of the (compressed) file consumed so far, for progress bars
+    dirty: bool = False  # the fast reader refused this block (its neighbours likely too)
 
 
 def _raw_text(data: bytes) -> str:
@@ -82,21 +85,53 @@ def _assemble(
 
 
 def read_jsonl(
-    source: SourceFile, columns: tuple[Column, ...], *, max_line_bytes: int
+    source: SourceFile,
+    columns: tuple[Column, ...],
+    *,
+    max_line_bytes: int,
+    executor: Executor | None = None,
+    block_bytes: int = 8 << 20,
 ) -> Iterator[Block]:
+    """Blocks of ``source`` in file order. With an ``executor`` (a process pool) blocks are
+    parsed in parallel, at most ``2 x workers`` in flight, so memory stays bounded."""
     known = frozenset(c.name for c in columns)
     name = str(source)
+    schema = _explicit_schema(columns)
     with source.open_binary() as (stream, raw):
         try:
-            blocks = iter_line_blocks(stream, max_line_bytes=max_line_bytes)
-            schema = _explicit_schema(columns)
+            blocks = iter_line_blocks(
+                stream, max_line_bytes=max_line_bytes, chunk_bytes=block_bytes
+            )
+            if executor is None:
+                dirty = False
+                for block in blocks:
+                    parsed = _parse_block(
+                        block, name, columns, known, max_line_bytes, schema, try_fast=not dirty
+                    )
+                    dirty = parsed.dirty
+                    parsed.position = raw.tell()
+                    yield parsed
+                return
+            window: deque[tuple[Future[Block], int]] = deque()
+            limit = 2 * max(getattr(executor, "_max_workers", 2), 1)
             for block in blocks:
-                parsed = _parse_block(block, name, columns, known, max_line_bytes, schema)
-                parsed.position = raw.tell()
-                yield parsed
+                job = executor.submit(
+                    _parse_block, block, name, columns, known, max_line_bytes, schema
+                )
+                window.append((job, raw.tell()))
+                if len(window) >= limit:
+                    yield _done(window.popleft())
+            while window:
+                yield _done(window.popleft())
         except (OSError, EOFError) as err:
             # A corrupt gzip/zstd stream: the rows before it are kept, the file is named.
             raise InputError(f"cannot read further: {err}", source=name) from None
+
+
+def _done(item: tuple[Future[Block], int]) -> Block:
+    block = item[0].result()
+    block.position = item[1]
+    return block
 
 
 def _extra_json(row: dict[str, Any]) -> str | None:
@@ -224,6 +259,7 @@ def _parse_block(
     known: frozenset[str],
     max_line_bytes: int,
     schema: pa.Schema,
+    try_fast: bool = True,
 ) -> Block:
     rejects = [
         Reject(
@@ -234,14 +270,14 @@ def _parse_block(
         )
         for ln, head, size in block.oversize
     ]
-    if block.ends is not None:
+    if block.ends is not None and try_fast:
         numbers = np.arange(block.first_line, block.first_line + len(block.ends), dtype=np.int64)
         fast = _fast_block(block.data, numbers, block.line, name, columns, known, schema)
         if fast is not None:
             return Block(fast[0], rejects + fast[1], len(block))
     table, screened_rejects, blank = _screen(*block.line_list(), name, columns, known, schema)
     rejects.extend(screened_rejects)
-    return Block(table, rejects, len(block) - blank)
+    return Block(table, rejects, len(block) - blank, dirty=True)
 
 
 def _screen(
