@@ -48,7 +48,8 @@ class Policy:
     checkpoint: str = "1d"
     memory_limit: str = "2GB"
     content_per_bucket: int = 16
-    exchange_content_limit: int = 5_000_000
+    content_max_prompts: int = 300_000
+    exchange_content_limit: int = 1_000_000
     detectors: tuple[DetectorSpec, ...] = ()
     linking: LinkingConfig = field(default_factory=lambda: LinkingConfig(dict(DEFAULT_LINK_KEYS)))
     source: str = "<default>"
@@ -77,7 +78,14 @@ def parse_policy(data: dict[str, Any], source: str = "<policy>") -> Policy:
     scan = data.get("scan", {})
     _expect(
         scan,
-        {"threshold", "checkpoint", "memory_limit", "content_per_bucket", "exchange_content_limit"},
+        {
+            "threshold",
+            "checkpoint",
+            "memory_limit",
+            "content_per_bucket",
+            "content_max_prompts",
+            "exchange_content_limit",
+        },
         "scan",
         source,
     )
@@ -111,10 +119,19 @@ def parse_policy(data: dict[str, Any], source: str = "<policy>") -> Policy:
         memory_limit=str(scan.get("memory_limit", "2GB")),
         exchange_content_limit=int(
             _num(
-                scan.get("exchange_content_limit", 5_000_000),
+                scan.get("exchange_content_limit", 1_000_000),
                 "scan.exchange_content_limit",
                 source,
                 lo=0,
+                hi=1e12,
+            )
+        ),
+        content_max_prompts=int(
+            _num(
+                scan.get("content_max_prompts", 300_000),
+                "scan.content_max_prompts",
+                source,
+                lo=1,
                 hi=1e12,
             )
         ),

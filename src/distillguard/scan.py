@@ -22,7 +22,12 @@ from distillguard.features import (
     account_bucket_frame,
     derive_features,
 )
-from distillguard.features.content import classify_to_parquet, content_bucket_sums, score_sample
+from distillguard.features.content import (
+    classify_to_parquet,
+    content_bucket_sums,
+    per_bucket_for_budget,
+    score_sample,
+)
 from distillguard.ingest import StageResult, stage_inputs
 from distillguard.ingest.stage import DEFAULT_MAX_LINE_BYTES
 from distillguard.linking import Campaign, link_accounts, shared_values
@@ -110,14 +115,10 @@ def run_scan(
 
     classifier = ElicitationClassifier.load_default()
     content_path = work / "content.parquet"
-    classified = score_sample(
-        con,
-        t,
-        content_path,
-        classifier,
-        per_bucket=pol.content_per_bucket,
-        bucket=unit,
+    per_bucket = per_bucket_for_budget(
+        t, per_bucket=pol.content_per_bucket, budget=pol.content_max_prompts, bucket=unit
     )
+    classified = score_sample(con, t, content_path, classifier, per_bucket=per_bucket, bucket=unit)
     rep.log(f"{classified:,} prompts classified")
     content = content_bucket_sums(con.read_parquet(content_path))
 

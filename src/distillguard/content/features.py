@@ -167,7 +167,8 @@ class Tables:
     cap_bits: int
     cap: npt.NDArray[np.uint64]  # (2**cap_bits + 1, words)
     n_cap: int
-    keys: npt.NDArray[np.uint64]
+    keys: npt.NDArray[np.uint64]  # sorted
+    key_ids: npt.NDArray[np.int64]  # keys[j] is the caller's key number key_ids[j]
     key_bucket: npt.NDArray[np.bool_]
 
     @classmethod
@@ -188,10 +189,13 @@ class Tables:
         biased = np.full(((1 << cap_bits) + 1, words * 8), 128, dtype=np.uint8)
         biased[: 1 << cap_bits, :n_cap] = (cap_q.astype(np.int16) + 128).astype(np.uint8)
         cap = np.ascontiguousarray(biased).view("<u8").astype(np.uint64)
-        key_arr = np.unique(np.asarray(list(keys), dtype=np.uint64))
+        key_arr = np.asarray(list(keys), dtype=np.uint64)
+        if len(np.unique(key_arr)) != len(key_arr):
+            raise ValueError("duplicate n-gram keys")
+        order = np.argsort(key_arr, kind="stable")
         key_bucket = np.zeros((1 << bits) + 1, dtype=np.bool_)
         key_bucket[bucket(key_arr, bits)] = True
-        return cls(bits, ngram, cap_bits, cap, n_cap, key_arr, key_bucket)
+        return cls(bits, ngram, cap_bits, cap, n_cap, key_arr[order], order, key_bucket)
 
 
 @dataclass(frozen=True)
@@ -199,8 +203,8 @@ class Scan:
     """Per-prompt sums of the quantised weights of all n-grams, and the rule keys present.
 
     ``lex[d]`` and ``cap[d]`` are exact integer sums of int8 weights, so they do not depend
-    on summation order or on which other prompts share the batch. ``key_doc[j]`` holds
-    ``keys[key_id[j]]``.
+    on summation order or on which other prompts share the batch. Prompt ``key_doc[j]``
+    holds the n-gram numbered ``key_id[j]`` in the ``keys`` given to :meth:`Tables.build`.
     """
 
     lex: npt.NDArray[np.int64]
@@ -272,7 +276,7 @@ def scan(texts: Sequence[str], tables: Tables) -> Scan:
             pos = np.minimum(np.searchsorted(tables.keys, hc), len(tables.keys) - 1)
             exact = tables.keys[pos] == hc
             key_pos.append(cand[exact])
-            key_ids.append(pos[exact])
+            key_ids.append(tables.key_ids[pos[exact]])
     starts = seps[:-1]
     lex = np.add.reduceat(lex_tot, starts, dtype=np.int64)
     seg_len = np.diff(np.append(starts, length))

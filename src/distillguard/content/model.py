@@ -200,9 +200,7 @@ class Scorer:
                 [self.rules.match_one(texts[0], set(sc.key_id.tolist()))], dtype=np.int64
             )
         else:
-            hits = self.rules.match(
-                texts, self.rules.presence(sc.key_doc, sc.key_id, len(texts))
-            )
+            hits = self.rules.match(texts, self.rules.presence(sc.key_doc, sc.key_id, len(texts)))
         inv = 1.0 / np.sqrt(np.maximum(sc.counts, 1))
         lex = sc.lex * (self.ngram_scale * inv) + self.model.bias
         bitmat = (hits[:, None] >> np.arange(len(self.rule_w))) & 1

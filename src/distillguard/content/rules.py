@@ -109,7 +109,9 @@ class RuleSet:
                 if grams is None:  # too short to look up: the group says nothing
                     lits = []
                     break
-                lits.append(tuple(self._key_index.setdefault(g, len(self._key_index)) for g in grams))
+                lits.append(
+                    tuple(self._key_index.setdefault(g, len(self._key_index)) for g in grams)
+                )
             if lits:
                 out.append(tuple(sorted(set(lits))))
         return tuple(out)

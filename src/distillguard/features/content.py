@@ -30,6 +30,18 @@ CONTENT_SUM_COLUMNS = (
 )
 
 
+def per_bucket_for_budget(t: Any, *, per_bucket: int, budget: int, bucket: str = "D") -> int:
+    """The largest per-(account, day) sample size <= ``per_bucket`` whose total stays within
+    ``budget`` prompts (at least 2, so every active account-day keeps some evidence)."""
+    c = t.select(t.account_id, b=t.ts.truncate(bucket))
+    sizes = c.group_by(["account_id", "b"]).aggregate(n=c.count()).to_pyarrow().column("n")
+    n = np.asarray(sizes.to_numpy(zero_copy_only=False), dtype=np.int64)
+    k = per_bucket
+    while k > 2 and int(np.minimum(n, k).sum()) > budget:
+        k = max(2, k * 3 // 4)
+    return k
+
+
 def content_sample(t: Any, *, per_bucket: int, bucket: str = "D") -> Any:
     c = t.select("exchange_id", "account_id", "ts", "prompt", "system_prompt")
     c = c.mutate(bucket=c.ts.truncate(bucket), h=c.exchange_id.hash())

@@ -1,0 +1,174 @@
+"""Gateway overhead: added latency (p50/p99, JSON and SSE) and throughput at 32 connections.
+
+    python benchmarks/gateway/bench.py [--state redis] [--requests 2000] [--seconds 10]
+
+Starts the stub upstream and ``distillguard serve`` (packaged policy: content check,
+profile rules, rate limits, decision log) as separate processes on loopback, then measures
+the same requests sent to the stub directly and through the gateway. Every prompt is new,
+so the content check's cache never hides the classifier.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from distillguard.gateway.testing import RedisServer, free_port
+
+
+def wait_port(url: str, timeout: float = 20) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=0.5).read()
+            return
+        except Exception:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def body(i: int, stream: bool) -> bytes:
+    prompt = f"Summarise the plot of book number {i} in two sentences."
+    return json.dumps(
+        {"model": "m", "stream": stream, "messages": [{"role": "user", "content": prompt}]}
+    ).encode()
+
+
+async def latencies(url: str, n: int, stream: bool, offset: int) -> list[float]:
+    out = []
+    async with aiohttp.ClientSession() as s:
+        for i in range(n):
+            data = body(offset + i, stream)
+            t0 = time.perf_counter()
+            async with s.post(
+                url + "/v1/chat/completions", data=data, headers={"authorization": f"Bearer k{i % 20}"}
+            ) as r:
+                await r.read()
+                assert r.status == 200, r.status
+            out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+async def throughput(url: str, seconds: float, conns: int, offset: int) -> tuple[float, int]:
+    done = 0
+    errors = 0
+    stop = time.monotonic() + seconds
+    counter = iter(range(offset, offset + 10**9))
+    connector = aiohttp.TCPConnector(limit=conns)
+    async with aiohttp.ClientSession(connector=connector) as s:
+
+        async def worker() -> None:
+            nonlocal done, errors
+            while time.monotonic() < stop:
+                i = next(counter)
+                async with s.post(
+                    url + "/v1/chat/completions",
+                    data=body(i, False),
+                    headers={"authorization": f"Bearer k{i % 200}"},
+                ) as r:
+                    await r.read()
+                    if r.status == 200:
+                        done += 1
+                    else:
+                        errors += 1
+
+        t0 = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(conns)))
+        elapsed = time.monotonic() - t0
+    return done / elapsed, errors
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--state", choices=["local", "redis"], default="local")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="dg-bench-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    redis = None
+    try:
+        sp, gp = free_port(), free_port()
+        procs.append(
+            subprocess.Popen([sys.executable, "-m", "distillguard.gateway.stub", "--port", str(sp)])
+        )
+        stub = f"http://127.0.0.1:{sp}"
+        wait_port(stub + "/v1/models")
+        # a permissive rate limit: this measures cost, not the limiter refusing the load
+        policy = tmp / "policy.toml"
+        text = (Path(__file__).parents[2] / "src/distillguard/policies/gateway.toml").read_text()
+        policy.write_text(text.replace("rate = 50.0\nburst = 100", "rate = 1e6\nburst = 1000000"))
+        cmd = [sys.executable, "-m", "distillguard.cli", "serve", "--upstream", stub + "/v1",
+               "--port", str(gp), "--log-dir", str(tmp / "log"), "--policy", str(policy),
+               "--scan-dir", str(tmp / "scan")]
+        (tmp / "scan").mkdir()
+        if args.state == "redis":
+            redis = RedisServer(tmp)
+            redis.start()
+            cmd += ["--state", redis.url]
+        procs.append(subprocess.Popen(cmd, env={**os.environ, "PYTHONWARNINGS": "ignore"}))
+        gw = f"http://127.0.0.1:{gp}"
+        wait_port(gw + "/healthz")
+        n = args.requests
+        res: dict[str, Any] = {"state": args.state}
+        for kind, stream in (("json", False), ("sse", True)):
+            asyncio.run(latencies(gw, 200, stream, 10**7))  # warm-up
+            direct = asyncio.run(latencies(stub, n, stream, 0))
+            via = asyncio.run(latencies(gw, n, stream, 2 * 10**7))
+            res[kind] = {
+                "direct_p50_ms": round(statistics.median(direct), 3),
+                "direct_p99_ms": round(pct(direct, 0.99), 3),
+                "gateway_p50_ms": round(statistics.median(via), 3),
+                "gateway_p99_ms": round(pct(via, 0.99), 3),
+                "added_p50_ms": round(statistics.median(via) - statistics.median(direct), 3),
+                "added_p99_ms": round(pct(via, 0.99) - pct(direct, 0.99), 3),
+            }
+        rps_stub, _ = asyncio.run(throughput(stub, args.seconds, args.connections, 3 * 10**7))
+        rps_gw, errors = asyncio.run(throughput(gw, args.seconds, args.connections, 4 * 10**7))
+        res["throughput"] = {
+            "connections": args.connections,
+            "stub_rps": round(rps_stub),
+            "gateway_rps": round(rps_gw),
+            "gateway_errors": errors,
+        }
+        res["machine"] = {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        }
+        text = json.dumps(res, indent=2)
+        print(text)
+        if args.out:
+            args.out.write_text(text + "\n")
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(10)
+        if redis is not None:
+            redis.stop()
+
+
+if __name__ == "__main__":
+    main()
