@@ -248,14 +248,72 @@ def test_cli_unreadable_input_is_one_line_error(tmp_path: Path) -> None:
     assert "missing.jsonl" in result.output
 
 
-def test_anchor_gate_loses_no_rule_match() -> None:
-    # The anchors are what keeps rules cheap; they are only correct if every match of a
-    # family contains one of them. Checked on a slice of the corpus, Chinese included.
-    from distillguard.content.features import compose
+def test_anchor_gate_loses_no_rule_match(clf: ElicitationClassifier) -> None:
+    # Anchors and the literals derived from each pattern are what keeps rules cheap; they
+    # are only correct if every match contains them. Checked on a slice of the corpus,
+    # Chinese included, through both gate paths (batch numpy and one prompt at a time).
+    from distillguard.content.features import compose, scan
 
     corpus = trainset.generate(seed=1, per_template=2)
     texts = compose([e.text for e in corpus], [e.system for e in corpus])
     rules = RuleSet.load_default()
+    ungated = rules.match(texts)
     gated = rules.match(texts, rules.gate(ngrams(texts)))
-    np.testing.assert_array_equal(gated, rules.match(texts))
+    np.testing.assert_array_equal(gated, ungated)
+    tables = clf._ensure().tables
+    sc = scan(texts, tables)
+    np.testing.assert_array_equal(
+        rules.match(texts, rules.presence(sc.key_doc, sc.key_id, len(texts))), ungated
+    )
+    keys: list[set[int]] = [set() for _ in texts]
+    for d, k in zip(sc.key_doc.tolist(), sc.key_id.tolist(), strict=True):
+        keys[d].add(k)
+    one = [rules.match_one(t, ks) for t, ks in zip(texts, keys, strict=True)]
+    assert one == ungated.tolist()
     assert (gated != 0).mean() > 0.1  # the check is not vacuous
+
+
+def test_required_literals_are_in_every_match() -> None:
+    import re
+
+    from distillguard.content.rules import required_literals
+
+    assert required_literals(r"\b(?:show|give)\W+(?:full|complete) reasoning") == [
+        {"show", "give"},
+        {"full reasoning", "complete reasoning"},
+    ]
+    assert required_literals(r"thoughts?|chain[- ]of") == [{"thought", "chain-of", "chain of"}]
+    assert required_literals(r"a?bc(?:de)*x+yz") == [{"bc"}, {"yz"}]  # 1 char: too short
+    assert required_literals(r"(?i)reasoning") == []  # case-insensitive: no literal
+    assert required_literals(r"(?:ab|\w+)cd") == [{"cd"}]  # one branch has no literal
+    # every literal group of every shipped pattern is present in each of its matches
+    corpus = trainset.generate(seed=2, per_template=1)
+    texts = [e.text.lower() for e in corpus]
+    for rule in RuleSet.load_default().rules:
+        for pattern in rule.patterns:
+            groups = required_literals(pattern)
+            for text in texts:
+                for m in re.finditer(pattern, text):
+                    assert all(any(lit in m.group() for lit in g) for g in groups), (
+                        pattern,
+                        m.group(),
+                    )
+
+
+def test_single_prompt_path_equals_batch_path(clf: ElicitationClassifier) -> None:
+    # score_one takes its own scan (one prompt, orders as rows); the sums must be the same
+    # integers as in a batch, whatever surrounds the prompt.
+    from distillguard.content.features import compose, scan, scan_one
+
+    corpus = trainset.generate(seed=3, per_template=1)
+    texts = compose([e.text for e in corpus], [e.system for e in corpus])
+    texts += ["", " ", "\n\n  lead", "trail  \t", "nul\x00inside", "\U0001f600 emoji", "ＡＢ１２"]
+    tables = clf._ensure().tables
+    batch = scan(texts, tables)
+    for i, t in enumerate(texts):
+        one = scan_one(t, tables)
+        assert int(one.lex[0]) == int(batch.lex[i]), t
+        assert one.cap[0].tolist() == batch.cap[i].tolist(), t
+        assert int(one.counts[0]) == int(batch.counts[i]), t
+        assert set(one.key_id.tolist()) == set(batch.key_id[batch.key_doc == i].tolist()), t
+    assert batch.counts.tolist() == ngrams(texts).counts.tolist()

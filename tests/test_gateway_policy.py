@@ -225,7 +225,7 @@ def test_policy_parsing_and_ladder() -> None:
     assert pol.source == "gateway.toml" and pol.rules and pol.content.mode == "async"
     with pytest.raises(ConfigError, match="unknown key 'trottle'"):
         parse_gateway({"ladder": {"trottle": 0.5}})
-    with pytest.raises(ConfigError, match="gateway.lists.flagged"):
+    with pytest.raises(ConfigError, match=r"gateway\.lists\.flagged"):
         parse_gateway({"lists": {"flagged": "nuke"}})
     with pytest.raises(ConfigError, match="feature"):
         parse_gateway({"rules": [{"feature": "nope", "min": 1}]})

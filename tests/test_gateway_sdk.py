@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
-
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import anthropic
 import openai
@@ -122,10 +121,12 @@ def test_anthropic_json_stream_tools(ant: anthropic.Anthropic) -> None:
 def test_anthropic_upstream_errors(ant: anthropic.Anthropic) -> None:
     with pytest.raises(anthropic.RateLimitError):
         ant.messages.create(model="error-429", max_tokens=5, messages=MSG)
-    with pytest.raises(anthropic.APIError):
-        with ant.messages.stream(model="cut", max_tokens=5, messages=MSG) as s:
-            for _ in s:
-                pass
+    with (
+        pytest.raises(anthropic.APIError, match="upstream stream ended"),
+        ant.messages.stream(model="cut", max_tokens=5, messages=MSG) as s,
+    ):
+        for _ in s:
+            pass
 
 
 def test_malformed_json_gets_400_in_each_format(stack: tuple[Gateway, ServerThread]) -> None:

@@ -6,7 +6,6 @@ import json
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ from distillguard.gateway import Gateway, GatewayConfig, GatewayPolicy
 from distillguard.gateway.config import RateLimit
 from distillguard.gateway.state import LocalState, contributions
 from distillguard.gateway.testing import ServerThread, StubThread
+from distillguard.ingest import stage_inputs
 
 
 def send(url: str, path: str, body: dict[str, Any], key: str) -> int:
@@ -62,7 +62,10 @@ def varied_requests(i: int) -> tuple[str, dict[str, Any]]:
     return "/v1/chat/completions", body
 
 
-def test_online_features_equal_batch_over_the_decision_log(tmp_path: Path) -> None:
+def test_online_features_equal_batch_over_the_decision_log(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    tmp_path = tmp_path_factory.mktemp("log")
     # a tight base limit so throttled (429) exchanges are part of the data too
     policy = GatewayPolicy(rate=RateLimit(rate=5.0, burst=8), rules=())
     with StubThread() as stub:
@@ -76,8 +79,12 @@ def test_online_features_equal_batch_over_the_decision_log(tmp_path: Path) -> No
             server.call(gw.flush())
     assert {200, 429, 500} <= set(statuses)
 
+    # scan's own ingestion takes the log folder as it is: every row valid
+    work = tmp_path_factory.mktemp("work")
+    staged = stage_inputs([tmp_path], work / "stage", work / "q.jsonl")
+    assert (staged.rows_read, staged.rows_quarantined) == (120, 0)
     con = connect()
-    t = con.read_parquet(str(tmp_path / "exchanges-*.parquet"))
+    t = con.read_parquet(str(staged.exchanges_path))
     final = account_bucket_frame(t).sort_values("bucket").groupby("account_id").tail(1)
     final = final.set_index("account_id")
     assert len(final) == 4

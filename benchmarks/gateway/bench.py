@@ -55,7 +55,9 @@ async def latencies(url: str, n: int, stream: bool, offset: int) -> list[float]:
             data = body(offset + i, stream)
             t0 = time.perf_counter()
             async with s.post(
-                url + "/v1/chat/completions", data=data, headers={"authorization": f"Bearer k{i % 20}"}
+                url + "/v1/chat/completions",
+                data=data,
+                headers={"authorization": f"Bearer k{i % 20}"},
             ) as r:
                 await r.read()
                 assert r.status == 200, r.status
@@ -119,9 +121,22 @@ def main() -> None:
         policy = tmp / "policy.toml"
         text = (Path(__file__).parents[2] / "src/distillguard/policies/gateway.toml").read_text()
         policy.write_text(text.replace("rate = 50.0\nburst = 100", "rate = 1e6\nburst = 1000000"))
-        cmd = [sys.executable, "-m", "distillguard.cli", "serve", "--upstream", stub + "/v1",
-               "--port", str(gp), "--log-dir", str(tmp / "log"), "--policy", str(policy),
-               "--scan-dir", str(tmp / "scan")]
+        cmd = [
+            sys.executable,
+            "-c",
+            "from distillguard.cli import main; main()",
+            "serve",
+            "--upstream",
+            stub + "/v1",
+            "--port",
+            str(gp),
+            "--log-dir",
+            str(tmp / "log"),
+            "--policy",
+            str(policy),
+            "--scan-dir",
+            str(tmp / "scan"),
+        ]
         (tmp / "scan").mkdir()
         if args.state == "redis":
             redis = RedisServer(tmp)

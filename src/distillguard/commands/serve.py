@@ -81,6 +81,7 @@ def register(app: typer.Typer) -> None:
             port=port,
             log_level=log_level,
             access_log=False,
+            proxy_headers=False,  # X-Forwarded-For is honoured only with --trust-forwarded
             lifespan="on",
             loop="auto",
             http="auto",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -51,9 +50,9 @@ def compose(prompts: Sequence[str], system_prompts: Sequence[str | None] | None)
 class NGramBatch:
     """Hashed n-grams of a batch, one part per n-gram order.
 
-    In each part ``doc`` is non-decreasing (n-grams come in text order), which lets
-    per-prompt sums run as one ``np.add.reduceat``; ``counts[d]`` is the number of n-grams
-    of prompt ``d`` over all parts.
+    In each part ``doc`` is non-decreasing (n-grams come in text order); ``counts[d]`` is
+    the number of n-grams of prompt ``d`` over all parts. The training script uses this
+    form; scoring uses the fused :func:`scan`, which gives the same buckets.
     """
 
     hashes: list[npt.NDArray[np.uint64]]
@@ -65,19 +64,32 @@ class NGramBatch:
         return len(self.counts)
 
 
-def _codes(texts: Sequence[str]) -> npt.NDArray[np.uint32]:
-    joined = SEP + SEP.join(texts) + SEP
-    codes = np.frombuffer(joined.lower().encode("utf-32-le"), dtype=np.uint32).copy()
+def _fold_table() -> npt.NDArray[np.uint32]:
     # Normalise what paraphrases vary in and meaning does not depend on: which digits
     # ("generate 50" vs "generate 200"), which whitespace, full-width vs ASCII forms.
-    codes[(codes >= 0x30) & (codes <= 0x39)] = 0x30
-    fw = (codes >= 0xFF01) & (codes <= 0xFF5E)
-    codes[fw] -= 0xFEE0
-    ws = (codes == 9) | (codes == 10) | (codes == 13) | (codes == 0x3000) | (codes == 0xA0)
-    codes[ws] = 0x20
+    # (Full-width digits become ASCII digits, not "0": folding digits comes first.)
+    lut = np.arange(1 << 16, dtype=np.uint32)
+    lut[0x30:0x3A] = 0x30
+    lut[0xFF01:0xFF5F] -= 0xFEE0
+    lut[[9, 10, 13, 0x3000, 0xA0]] = 0x20
+    return lut
+
+
+_FOLD = _fold_table()
+
+
+def _codes(texts: Sequence[str]) -> npt.NDArray[np.uint32]:
+    joined = SEP + SEP.join(texts) + SEP
+    if joined.count(SEP) != len(texts) + 1:  # a prompt holding the separator itself
+        joined = SEP + SEP.join(t.replace(SEP, " ") for t in texts) + SEP
+    codes = np.frombuffer(joined.lower().encode("utf-32-le"), dtype=np.uint32)
+    if len(codes) and int(codes.max()) < 1 << 16:
+        codes = np.take(_FOLD, codes)
+    else:
+        codes = np.where(codes < 1 << 16, np.take(_FOLD, codes & 0xFFFF), codes)
     space = codes == 0x20
-    keep = ~(space & np.concatenate(([False], space[:-1])))
-    out: npt.NDArray[np.uint32] = codes[keep]
+    space[1:] &= space[:-1]  # a space right after a space (codes[0] is SEP, never dropped)
+    out: npt.NDArray[np.uint32] = codes[~space]  # runs of spaces collapsed to one
     return out
 
 
@@ -111,22 +123,6 @@ def ngrams(texts: Sequence[str]) -> NGramBatch:
     for d in parts_d:
         counts += np.bincount(d, minlength=len(texts))
     return NGramBatch(hashes=parts_h, doc=parts_d, counts=counts)
-
-
-def segment_sum(
-    values: npt.NDArray[Any], doc: npt.NDArray[np.int64], n_docs: int
-) -> npt.NDArray[Any]:
-    """Sum ``values`` (rows) per prompt, for a non-decreasing ``doc``; empty prompts get 0."""
-    out = np.zeros((n_docs, *values.shape[1:]), dtype=values.dtype)
-    if len(doc) == 0:
-        return out
-    starts = np.searchsorted(doc, np.arange(n_docs))
-    ends = np.append(starts[1:], len(doc))
-    nonempty = ends > starts
-    # reduceat sums from each start to the next listed start, so listing only the
-    # non-empty prompts' starts gives exactly their segments.
-    out[nonempty] = np.add.reduceat(values, starts[nonempty], axis=0)
-    return out
 
 
 def bucket(hashes: npt.NDArray[np.uint64], bits: int) -> npt.NDArray[np.intp]:
@@ -229,6 +225,8 @@ def scan(texts: Sequence[str], tables: Tables) -> Scan:
     """
     n_docs = len(texts)
     n_cap = tables.n_cap
+    if n_docs == 1:
+        return scan_one(texts[0], tables)
     if n_docs == 0:
         empty = np.zeros(0, dtype=np.int64)
         return Scan(empty, np.zeros((0, n_cap), dtype=np.int64), empty, empty, empty)
@@ -303,3 +301,62 @@ def scan(texts: Sequence[str], tables: Tables) -> Scan:
     else:
         key_doc = key_id = np.zeros(0, dtype=np.int64)
     return Scan(lex, cap[:, :n_cap], counts, key_doc, key_id)
+
+
+_SALT_ROWS = np.array([_ORDER_SALT[n] for n in ORDERS], dtype=np.uint64)[:, None]
+
+
+def scan_one(text: str, tables: Tables) -> Scan:
+    """:func:`scan` of one prompt: all orders as rows of one array, so fewer numpy calls."""
+    if SEP in text:
+        text = text.replace(SEP, " ")
+    raw = np.frombuffer(text.lower().encode("utf-32-le"), dtype=np.uint32)
+    if len(raw) and int(raw.max()) < 1 << 16:
+        folded = np.take(_FOLD, raw)
+    else:
+        folded = np.where(raw < 1 << 16, np.take(_FOLD, raw & 0xFFFF), raw)
+    space = folded == 0x20
+    space[1:] &= space[:-1]  # a space right after a space (overlap is handled by numpy)
+    if len(space):
+        space[0] = False
+    max_n = max(ORDERS)
+    length = len(folded) - int(np.count_nonzero(space))
+    c64 = np.zeros(length + max_n - 1, dtype=np.uint64)
+    c64[:length] = folded[~space]
+    rows = np.empty((len(ORDERS), length), dtype=np.uint64)
+    h = c64
+    for n in range(2, max_n + 1):
+        h = h[:-1] * _MULT
+        h += c64[n - 1 : n - 1 + len(h)]
+        if n in ORDERS:
+            rows[ORDERS.index(n)] = h[:length]
+    salted = rows ^ _SALT_ROWS
+    b = salted * _MULT
+    b >>= np.uint64(64 - tables.bits)
+    idx = b.view(np.int64)
+    for r, n in enumerate(ORDERS):  # n-grams that run past the end of the prompt
+        idx[r, max(length - n + 1, 0) :] = 1 << tables.bits
+    lex = int(np.take(tables.ngram, idx).sum(dtype=np.int64))
+    cidx = (idx >> (tables.bits - tables.cap_bits)).ravel()
+    total = len(cidx)
+    cap = np.empty(tables.cap.shape[1] * 8, dtype=np.int64)
+    for w in range(tables.cap.shape[1]):
+        lanes = np.take(tables.cap[:, w], cidx).view(np.uint8).reshape(total, 8)
+        # float32 sums of bytes are exact below 2**24 (here at most 4 * 1,700 * 255)
+        cap[w * 8 : w * 8 + 8] = np.ones(total, dtype=np.float32) @ lanes.astype(np.float32)
+    cap -= 128 * total
+    cand = np.flatnonzero(np.take(tables.key_bucket, idx))
+    if len(cand):
+        hc = salted.ravel()[cand]
+        pos = np.minimum(np.searchsorted(tables.keys, hc), len(tables.keys) - 1)
+        key_id = tables.key_ids[pos[tables.keys[pos] == hc]]
+    else:
+        key_id = np.zeros(0, dtype=np.int64)
+    count = sum(max(length - n + 1, 0) for n in ORDERS)
+    return Scan(
+        lex=np.array([lex], dtype=np.int64),
+        cap=cap[None, : tables.n_cap],
+        counts=np.array([count], dtype=np.int64),
+        key_doc=np.zeros(len(key_id), dtype=np.int64),
+        key_id=key_id,
+    )

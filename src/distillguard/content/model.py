@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -27,6 +28,9 @@ WEIGHTS_FILE = "weights.npz"
 # Internal chunk size: bounds the memory of the (n-grams x capabilities) gather so a 100k
 # batch costs the same per prompt as a small one.
 CHUNK = 1024
+# Below this many prompts the rules' prefilters are tested per prompt with Python sets,
+# above it with numpy over the whole chunk (same answers; it is only about call overhead).
+SMALL_BATCH = 16
 LEXICAL_SIGNAL = "lexical"  # bit set when the n-gram model alone would flag the prompt
 
 
@@ -195,19 +199,39 @@ class Scorer:
     ]:
         """Logit, its n-gram-only part (with bias), capability and rule hits of each text."""
         sc = features.scan(texts, self.tables)
-        if len(texts) == 1:
+        if len(texts) <= SMALL_BATCH:
+            keys: list[set[int]] = [set() for _ in texts]
+            for d, k in zip(sc.key_doc.tolist(), sc.key_id.tolist(), strict=True):
+                keys[d].add(k)
             hits = np.array(
-                [self.rules.match_one(texts[0], set(sc.key_id.tolist()))], dtype=np.int64
+                [self.rules.match_one(t, ks) for t, ks in zip(texts, keys, strict=True)],
+                dtype=np.int64,
             )
         else:
             hits = self.rules.match(texts, self.rules.presence(sc.key_doc, sc.key_id, len(texts)))
         inv = 1.0 / np.sqrt(np.maximum(sc.counts, 1))
         lex = sc.lex * (self.ngram_scale * inv) + self.model.bias
-        bitmat = (hits[:, None] >> np.arange(len(self.rule_w))) & 1
-        raw = lex + bitmat @ self.rule_w
+        raw = lex.copy()
+        for i, w in enumerate(self.rule_w.tolist()):  # in rule order, as :meth:`one` adds
+            raw += np.where((hits >> i) & 1 == 1, w, 0.0)
         cap = sc.cap * (self.cap_scale * inv)[:, None] + self.b_cap
         cap_idx = np.argmax(cap, axis=1).astype(np.int8)
         return raw.astype(np.float32), lex.astype(np.float32), cap_idx, hits
+
+    def one(self, text: str) -> tuple[float, float, int, int]:
+        """:meth:`parts` of one text, in plain Python floats: the same float64 operations
+        in the same order, so the same numbers, without the per-call numpy overhead."""
+        sc = features.scan_one(text, self.tables)
+        hits = self.rules.match_one(text, set(sc.key_id.tolist()))
+        inv = 1.0 / math.sqrt(max(int(sc.counts[0]), 1))
+        lex = int(sc.lex[0]) * (self.ngram_scale * inv) + self.model.bias
+        raw = lex
+        for i, w in enumerate(self.rule_w.tolist()):
+            if hits >> i & 1:
+                raw += w
+        cs = self.cap_scale * inv
+        cap = [c * cs + b for c, b in zip(sc.cap[0].tolist(), self.b_cap.tolist(), strict=True)]
+        return raw, lex, cap.index(max(cap)), hits
 
 
 class ElicitationClassifier:
@@ -336,14 +360,24 @@ class ElicitationClassifier:
         integers and the rules see the same literals.
         """
         scorer = self._ensure()
-        texts = features.compose([prompt or ""], None if system_prompt is None else [system_prompt])
-        s = self._finish(scorer, *scorer.parts(texts))
+        (text,) = features.compose(
+            [prompt or ""], None if system_prompt is None else [system_prompt]
+        )
+        raw, lex, cap, hits = scorer.one(text)
+        model = scorer.model
+        prob, lex_prob = _sigmoid(
+            model.platt_a * np.array([raw, lex], dtype=np.float32) + model.platt_b
+        ).tolist()
+        thr = self.decision_threshold
+        if lex_prob >= thr:
+            hits |= 1 << len(scorer.rules.rules)
+        names = self.signal_names
         return ContentScore(
-            elicitation=float(s.elicitation[0]),
-            raw=float(s.raw[0]),
-            flagged=bool(s.flagged[0]),
-            capability=s.capability_of(0),
-            signals=s.signals_of(0),
+            elicitation=prob,
+            raw=float(np.float32(raw)),
+            flagged=prob >= thr,
+            capability=model.cap_names[cap],
+            signals=[name for b, name in enumerate(names) if hits >> b & 1],
         )
 
 

@@ -99,6 +99,12 @@ class RuleSet:
                     )
                 patterns.append((compiled, self._prefilter(required_literals(pattern))))
         self.keys = tuple(self._key_index)  # key id -> n-gram hash
+        # For one prompt at a time (no numpy): each group as the set of its one-key
+        # literals (a set test) plus its longer literals (key tuples).
+        self._one = [
+            (_as_sets(anchor_pre), [(pattern, _as_sets(pre)) for pattern, pre in patterns])
+            for anchor_pre, patterns in self._families
+        ]
 
     def _prefilter(self, groups: Sequence[set[str]]) -> Prefilter:
         out: list[tuple[tuple[int, ...], ...]] = []
@@ -208,12 +214,14 @@ class RuleSet:
     def match_one(self, text: str, keys: set[int]) -> int:
         """:meth:`match` for one text whose present key ids are ``keys`` (no numpy)."""
         hits = 0
+        if not keys:
+            return hits  # every family's anchors need a key
         lowered: str | None = None
-        for fam, (anchor_pre, patterns) in enumerate(self._families):
-            if not _holds(anchor_pre, keys):
+        for fam, (anchor_sets, patterns) in enumerate(self._one):
+            if not _holds(anchor_sets, keys):
                 continue
-            for pattern, pre in patterns:
-                if not _holds(pre, keys):
+            for pattern, sets in patterns:
+                if not _holds(sets, keys):
                     continue
                 if lowered is None:
                     lowered = text.lower()
@@ -239,8 +247,33 @@ def _evaluate(pre: Prefilter, present: npt.NDArray[np.bool_]) -> npt.NDArray[np.
     return ok
 
 
-def _holds(pre: Prefilter, keys: set[int]) -> bool:
-    return all(any(all(k in keys for k in lit) for lit in group) for group in pre)
+# A group for one prompt at a time: its one-key literals as a set, and its longer literals
+# by their first key (a set test first, key by key only for the few that can hold).
+_SetGroup = tuple[frozenset[int], dict[int, list[tuple[int, ...]]]]
+
+
+def _as_sets(pre: Prefilter) -> tuple[_SetGroup, ...]:
+    out: list[_SetGroup] = []
+    for group in pre:
+        by_first: dict[int, list[tuple[int, ...]]] = {}
+        for lit in group:
+            if len(lit) > 1:
+                by_first.setdefault(lit[0], []).append(lit[1:])
+        out.append((frozenset(lit[0] for lit in group if len(lit) == 1), by_first))
+    return tuple(out)
+
+
+def _holds(groups: tuple[_SetGroup, ...], keys: set[int]) -> bool:
+    for single, by_first in groups:
+        if not single.isdisjoint(keys):
+            continue
+        if not any(
+            all(k in keys for k in rest)
+            for first in keys.intersection(by_first)
+            for rest in by_first[first]
+        ):
+            return False
+    return True
 
 
 def _literal_grams(literal: str) -> tuple[int, ...] | None:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import secrets
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -134,6 +134,10 @@ class Gateway:
         self._upstream = config.upstream_base
         self.started = False
         self.loop: asyncio.AbstractEventLoop | None = None
+        # a random per-process prefix and a counter: unique across instances and restarts,
+        # without a system call per request (uuid4 costs one)
+        self._id_prefix = f"dg{secrets.token_hex(6)}-"
+        self._ids = itertools.count()
         self._admin = Starlette(
             routes=[
                 StarletteRoute("/healthz", self._healthz, methods=["GET"]),
@@ -209,6 +213,7 @@ class Gateway:
         loop = self.loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self.log.run())]
         if self.content.enabled and self.policy.content.mode == "async":
+            self.content.start_worker()
             self._tasks.append(loop.create_task(self.content.run()))
         if cfg.scan_dir is not None:
             self._tasks.append(loop.create_task(self.lists.run()))
@@ -221,6 +226,7 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         await self.content.drain()
+        self.content.stop_worker()
         with contextlib.suppress(Exception):
             await self.state.flush()
         await self.log.flush()
@@ -334,7 +340,7 @@ class Gateway:
         ts: datetime = now_utc()
         fields = request_fields(endpoint, body)
         row: dict[str, Any] = {
-            "exchange_id": uuid.uuid4().hex,
+            "exchange_id": f"{self._id_prefix}{next(self._ids):x}",
             "ts": ts,
             "account_id": account,
             "input_tokens": 0,

@@ -39,6 +39,7 @@ class RateLimit:
 @dataclass(frozen=True)
 class ContentConfig:
     mode: Literal["async", "inline", "off"] = "async"
+    worker: Literal["process", "thread"] = "process"
     max_chars: int = 2000
     cache_size: int = 8192
     request_weight: float = 0.35
@@ -217,6 +218,7 @@ def parse_gateway(data: Any, source: str = "<policy>") -> GatewayPolicy:
         half_life_s=(1, 1e9),
     )
     _choice(content.mode, ("async", "inline", "off"), "gateway.content.mode", source)
+    _choice(content.worker, ("process", "thread"), "gateway.content.worker", source)
     lists = _build(
         ListConfig, table.get("lists", {}), "gateway.lists", source, reload_s=(0.05, 1e6)
     )

@@ -49,6 +49,29 @@ def load_classifier() -> Any | None:
         return None
 
 
+def _score_with(clf: Any, prompts: list[str], systems: list[str | None]) -> list[ContentResult]:
+    scores = clf.score(prompts, systems)
+    out = []
+    for j in range(len(prompts)):
+        sig = scores.signals_of(j) if hasattr(scores, "signals_of") else []
+        out.append(ContentResult(float(scores.elicitation[j]), bool(scores.flagged[j]), tuple(sig)))
+    return out
+
+
+_WORKER_CLF: Any = None
+
+
+def _worker_init(clf: Any) -> None:
+    global _WORKER_CLF
+    _WORKER_CLF = clf
+    with contextlib.suppress(Exception):  # load the weights now, not on the first batch
+        clf.score(["warm up"], None)
+
+
+def _worker_score(prompts: list[str], systems: list[str | None]) -> list[ContentResult]:
+    return _score_with(_WORKER_CLF, prompts, systems)
+
+
 def _result(score: Any) -> ContentResult:
     return ContentResult(
         float(getattr(score, "elicitation", 0.0)),
@@ -69,6 +92,7 @@ class ContentCheck:
         self.scored = 0
         self.dropped = 0
         self._batch_api = self.clf is not None and callable(getattr(self.clf, "score", None))
+        self._pool: Any = None
 
     @property
     def enabled(self) -> bool:
@@ -113,21 +137,47 @@ class ContentCheck:
 
     def _score_batch(self, items: list[tuple[int, str, str | None, str]]) -> list[ContentResult]:
         assert self.clf is not None
-        scores = self.clf.score([i[1] for i in items], [i[2] for i in items])
-        out = []
-        for j in range(len(items)):
-            sig = scores.signals_of(j) if hasattr(scores, "signals_of") else []
-            out.append(
-                ContentResult(float(scores.elicitation[j]), bool(scores.flagged[j]), tuple(sig))
-            )
-        return out
+        return _score_with(self.clf, [i[1] for i in items], [i[2] for i in items])
+
+    def start_worker(self) -> None:
+        """Score in a separate process: batch scoring holds the GIL for milliseconds at a
+        time, which in a thread would stall the event loop and show in the p99 latency."""
+        if self.clf is None or self.config.worker != "process" or self._pool is not None:
+            return
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn, not fork: the parent runs threads (uvicorn, aiohttp resolvers)
+        self._pool = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(self.clf,),
+        )
+
+    def stop_worker(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    async def _score(self, items: list[tuple[int, str, str | None, str]]) -> list[ContentResult]:
+        if self._pool is not None:
+            try:
+                prompts = [i[1] for i in items]
+                systems = [i[2] for i in items]
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(self._pool, _worker_score, prompts, systems)
+            except Exception as err:  # a dead worker: carry on in a thread
+                log.warning("content: worker process failed (%s); scoring in a thread", err)
+                self._pool = None
+        return await asyncio.to_thread(self._score_batch, items)
 
     async def drain(self) -> None:
         """Score everything queued now (used by the loop below and by tests)."""
         while self._queue:
             items, self._queue = self._queue[: self._batch * 4], self._queue[self._batch * 4 :]
             try:
-                results = await asyncio.to_thread(self._score_batch, items)
+                results = await self._score(items)
             except Exception as err:
                 log.warning("content: batch scoring failed: %s", err)
                 continue
