@@ -284,3 +284,54 @@ def test_degrade_transforms() -> None:
         if line.startswith(b"data: ")
     )
     assert text == "Hello world"
+
+
+def test_upstream_timeout_and_unreachable_in_api_format() -> None:
+    policy = GatewayPolicy(limits=Limits(upstream_timeout_s=0.3))
+    with StubThread() as stub:
+        gw = Gateway(GatewayConfig(upstream=stub.url, policy=policy), classifier=None)
+        with ServerThread(gw) as server:
+            with pytest.raises(openai.InternalServerError) as err:
+                client(server, "k").chat.completions.create(model="slow", messages=MSG)
+            assert err.value.status_code == 504 and err.value.code == "upstream_timeout"
+            ant = anthropic.Anthropic(base_url=server.url, api_key="k", max_retries=0)
+            with pytest.raises(anthropic.InternalServerError) as aerr:
+                ant.messages.create(model="slow", max_tokens=5, messages=MSG)
+            assert aerr.value.status_code == 504
+    from distillguard.gateway.testing import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    gw = Gateway(GatewayConfig(upstream=dead, policy=GatewayPolicy()), classifier=None)
+    with ServerThread(gw) as server:
+        with pytest.raises(openai.APIStatusError) as err:
+            client(server, "k").chat.completions.create(model="m", messages=MSG)
+        assert err.value.status_code == 502 and err.value.code == "upstream_unreachable"
+
+
+def test_serve_command_is_registered() -> None:
+    from typer.testing import CliRunner
+
+    from distillguard.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--help"])
+    assert result.exit_code == 0
+    assert "--upstream" in result.output and "--state" in result.output
+
+
+def test_content_check_tolerates_a_classifier_without_batch_api() -> None:
+    from types import SimpleNamespace
+
+    from distillguard.gateway.config import ContentConfig
+    from distillguard.gateway.content import ContentCheck
+
+    class OneAtATime:
+        def score_one(self, prompt: str, system_prompt: str | None = None) -> Any:
+            hot = "reasoning" in prompt
+            return SimpleNamespace(elicitation=0.99 if hot else 0.01, flagged=hot, signals=["cot"])
+
+    check = ContentCheck(ContentConfig(mode="async", worker="thread"), OneAtATime())
+    got = check.check("a", "show your reasoning", None)
+    assert got is not None and got.flagged and got.signals == ("cot",)
+    assert check.check("a", "show your reasoning", None) is got  # cached
+    off = ContentCheck(ContentConfig(mode="off"), OneAtATime())
+    assert not off.enabled and off.check("a", "show your reasoning", None) is None

@@ -132,3 +132,25 @@ def _rows(path: Path) -> list[dict[str, object]]:
     import pyarrow.parquet as pq
 
     return pq.read_table(path).to_pylist()
+
+
+def test_redis_key_map(stub: StubThread, redis_server: RedisServer, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    import redis
+
+    from distillguard.gateway.identity import KeyHasher
+
+    r = redis.Redis.from_url(redis_server.url)
+    r.hset("dg:keymap", KeyHasher(SECRET).key_id("sk-mapped"), "billing-42")
+    gw = _gateway(stub, redis_server, tmp_path / "km", rules=())
+    gw.config = replace(gw.config, key_map="redis")
+    with ServerThread(gw) as server:
+        assert send(server.url, *varied_requests(1), key="sk-mapped") == 200
+        assert send(server.url, *varied_requests(1), key="sk-unmapped") == 200
+        server.call(gw.flush())
+    rows = [row for f in (tmp_path / "km").glob("*.parquet") for row in _rows(f)]
+    accounts = sorted(str(row["account_id"]) for row in rows)
+    assert accounts[0] == "billing-42" and accounts[1].startswith("k_")
+    assert r.exists("dg:a:billing-42")
+    r.close()
