@@ -91,8 +91,9 @@ def traffic(
                         "ts": ts.isoformat(),
                         "account_id": f"h{a}",
                         "model": "model-a",
-                        "prompt": "Solve and show all reasoning steps: problem "
-                        f"{int(rng.integers(0, 10**6))}",
+                        "prompt": "Solve and show all reasoning steps before the final "
+                        f"answer. Problem {int(rng.integers(0, 10**6))}: a train leaves at "
+                        f"{int(rng.integers(1, 12))} pm; when does it arrive?",
                         "input_tokens": int(rng.integers(60, 120)),
                         "output_tokens": int(rng.integers(3000, 6000)),
                         "turn_index": 0,

@@ -44,6 +44,8 @@ class LinkingConfig:
     lift_floor: float = 0.2
     resolution: float = 0.1
     template_min_prompts: int = 5
+    pair_limit: int = 64
+    value_spread: float = 200.0
 
 
 @dataclass
@@ -52,6 +54,7 @@ class Campaign:
     account_ids: list[str]
     score: float = 0.0
     shared: dict[str, list[str]] = field(default_factory=dict)  # key -> strongest values
+    degree: dict[str, int] = field(default_factory=dict)  # member -> members it is linked to
 
 
 def _normalised(expr: Any) -> Any:
@@ -127,34 +130,69 @@ def shared_values(
             ).filter(a.payment_fingerprint.notnull())
         )
     if not parts or not candidates:
-        return pd.DataFrame(columns=["account_id", "key", "value", "accounts"])
+        return pd.DataFrame(columns=["account_id", "key", "value", "accounts", "held"])
     kv = ibis.union(*parts, distinct=True)
     pop = kv.group_by(["key", "value"]).aggregate(accounts=kv.account_id.nunique())
     usable = pop.filter((pop.accounts >= 2) & (pop.accounts <= cfg.max_key_accounts))
+    spread = kv.group_by(["account_id", "key"]).aggregate(held=kv.value.nunique())
     cand = ibis.memtable(pd.DataFrame({"account_id": candidates}))
     rows = kv.join(usable, ["key", "value"]).join(cand, "account_id")
+    rows = rows.join(spread, ["account_id", "key"])
     df: pd.DataFrame = (
-        rows.select("account_id", "key", "value", "accounts").to_pyarrow().to_pandas()
+        rows.select("account_id", "key", "value", "accounts", "held").to_pyarrow().to_pandas()
     )
     return df
+
+
+def _pairs(sv: pd.DataFrame, cfg: LinkingConfig) -> pd.DataFrame:
+    """(a, b, key, w) for every pair of candidates sharing a value.
+
+    Values held by at most ``pair_limit`` candidates give all their pairs; more widely
+    held ones (worth little each) are chained (a, b), (b, c), ... in id order, so memory
+    stays linear in the number of (account, value) rows.
+    """
+    # An account spread over thousands of values (a reseller's end-user IPs) overlaps with
+    # anyone by chance: each side's share of a value is discounted by sqrt(held / spread).
+    sv = sv.assign(
+        base=sv["key"].map(cfg.keys) / np.log2(1.0 + sv["accounts"].astype(float)),
+        damp=np.sqrt(np.maximum(1.0, sv["held"].astype(float) / cfg.value_spread)),
+    )
+    sv = sv.sort_values(["key", "value", "account_id"]).reset_index(drop=True)
+    held = sv.groupby(["key", "value"], sort=False)["account_id"].transform("size")
+    small = sv[held <= cfg.pair_limit]
+    full = small.merge(
+        small[["key", "value", "account_id", "damp"]], on=["key", "value"], suffixes=("", "_b")
+    )
+    full = full[full["account_id"] < full["account_id_b"]]
+    full = full.assign(w=full["base"] / (full["damp"] * full["damp_b"]))
+    big = sv[held > cfg.pair_limit]
+    same = (big["key"] == big["key"].shift(-1)) & (big["value"] == big["value"].shift(-1))
+    parts = [
+        pd.DataFrame(
+            {
+                "a": full["account_id"].to_numpy(),
+                "b": full["account_id_b"].to_numpy(),
+                "key": full["key"].to_numpy(),
+                "w": full["w"].to_numpy(),
+            }
+        ),
+        pd.DataFrame(
+            {
+                "a": big["account_id"][same].to_numpy(),
+                "b": big["account_id"].shift(-1)[same].to_numpy(),
+                "key": big["key"][same].to_numpy(),
+                "w": (big["base"] / (big["damp"] * big["damp"].shift(-1)))[same].to_numpy(),
+            }
+        ),
+    ]
+    return pd.concat(parts, ignore_index=True)
 
 
 def link_accounts(sv: pd.DataFrame, scores: pd.Series, cfg: LinkingConfig) -> list[Campaign]:
     """Campaigns among the candidates in ``sv``, scored from their members' ``scores``."""
     if sv.empty:
         return []
-    sv = sv.sort_values(["key", "value", "account_id"]).reset_index(drop=True)
-    # Chain each value's members (a, b), (b, c), ...: the same pairs for every value shared
-    # by the same accounts, so evidence adds up, with O(members) pairs rather than O(n^2).
-    same = (sv["key"] == sv["key"].shift(-1)) & (sv["value"] == sv["value"].shift(-1))
-    pairs = pd.DataFrame(
-        {
-            "a": sv["account_id"][same].to_numpy(),
-            "b": sv["account_id"].shift(-1)[same].to_numpy(),
-            "key": sv["key"][same].to_numpy(),
-            "w": (sv["key"].map(cfg.keys) / np.log2(1.0 + sv["accounts"]))[same].to_numpy(),
-        }
-    )
+    pairs = _pairs(sv, cfg)
     if pairs.empty:
         return []
     per_key = pairs.groupby(["a", "b", "key"], sort=False)["w"].sum().reset_index()
@@ -180,6 +218,10 @@ def link_accounts(sv: pd.DataFrame, scores: pd.Series, cfg: LinkingConfig) -> li
     for members_idx in parts:
         if len(members_idx) < cfg.min_campaign_accounts:
             continue
+        member_set = set(members_idx)
+        degree = {
+            names[i]: sum(1 for nb in graph.neighbors(i) if nb in member_set) for i in members_idx
+        }
         member_ids = sorted(names[i] for i in members_idx)
         member_scores = scores.reindex(member_ids).fillna(0.0).to_numpy()
         score = 1.0 - float(np.prod(1.0 - cfg.member_damping * member_scores))
@@ -192,7 +234,7 @@ def link_accounts(sv: pd.DataFrame, scores: pd.Series, cfg: LinkingConfig) -> li
                 shared[str(key)].append(str(value))
         shared = {k: v for k, v in sorted(shared.items()) if v}
         digest = hashlib.sha256("\n".join(member_ids).encode()).hexdigest()[:12]
-        campaigns.append(Campaign(f"C-{digest}", member_ids, score, shared))
+        campaigns.append(Campaign(f"C-{digest}", member_ids, score, shared, degree))
     campaigns.sort(key=lambda c: (-c.score, -len(c.account_ids)))
     return campaigns
 

@@ -24,7 +24,7 @@ LINK_KEYS = (
     "prompt_suffix",
 )
 DEFAULT_LINK_KEYS = {
-    "payment_fingerprint": 2.0,
+    "payment_fingerprint": 5.0,
     "ip": 1.0,
     "ip24": 0.6,
     "asn": 0.15,
@@ -40,6 +40,9 @@ class DetectorSpec:
     name: str
     weight: float
     params: dict[str, Any]
+    # Weight when scoring a linked campaign's pooled traffic: coordination already rules
+    # out the lone heavy customer, so a usage shape can count for more there.
+    campaign_weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -102,14 +105,21 @@ def parse_policy(data: dict[str, Any], source: str = "<policy>") -> Policy:
             raise ConfigError(
                 f"unknown detector '{name}' (known: {', '.join(sorted(DETECTORS))})", source=source
             )
-        _expect(table, {"weight", "params"}, f"detectors.{name}", source)
+        _expect(table, {"weight", "campaign_weight", "params"}, f"detectors.{name}", source)
         weight = _num(table.get("weight", 1.0), f"detectors.{name}.weight", source, lo=0.0, hi=1.0)
+        campaign_weight = _num(
+            table.get("campaign_weight", weight),
+            f"detectors.{name}.campaign_weight",
+            source,
+            lo=0.0,
+            hi=1.0,
+        )
         params = dict(table.get("params", {}))
         try:
             DETECTORS[name](**params)
         except TypeError as err:
             raise ConfigError(f"detectors.{name}.params: {err}", source=source) from None
-        specs.append(DetectorSpec(name, weight, params))
+        specs.append(DetectorSpec(name, weight, params, campaign_weight))
     if not specs:
         raise ConfigError("policy enables no detector", source=source)
     link = _parse_linking(data.get("linking", {}), source)
@@ -158,6 +168,8 @@ def _parse_linking(table: dict[str, Any], source: str) -> LinkingConfig:
         "lift_floor": (0.0, 1.0),
         "resolution": (0.0, 1e3),
         "template_min_prompts": (2, 1e9),
+        "pair_limit": (2, 1e6),
+        "value_spread": (1.0, 1e9),
     }
     _expect(table, {"keys", *numbers}, "linking", source)
     keys = table.get("keys", DEFAULT_LINK_KEYS)
@@ -173,7 +185,12 @@ def _parse_linking(table: dict[str, Any], source: str) -> LinkingConfig:
     for name, (lo, hi) in numbers.items():
         if name in table:
             v = _num(table[name], f"linking.{name}", source, lo=lo, hi=hi)
-            integral = ("max_key_accounts", "min_campaign_accounts", "template_min_prompts")
+            integral = (
+                "max_key_accounts",
+                "min_campaign_accounts",
+                "template_min_prompts",
+                "pair_limit",
+            )
             values[name] = int(v) if name in integral else v
     return LinkingConfig(keys={k: float(w) for k, w in keys.items()}, **values)
 

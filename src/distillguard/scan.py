@@ -163,7 +163,7 @@ def run_scan(
         linked = _consistent_members(link_accounts(sv, own, cfg), last, cfg.min_campaign_accounts)
         # A campaign is judged like one account made of all its members' traffic, against
         # the accounts' baselines: 25 exchanges a day each is thin evidence, 500 is not.
-        pooled = _pooled_scores(linked, last, fitted, weights)
+        pooled = _pooled_scores(linked, last, fitted, [s.campaign_weight for s in pol.detectors])
         for c, p in zip(linked, pooled, strict=True):
             c.score = p
         campaigns = [c for c in linked if c.score >= pol.threshold]
@@ -278,13 +278,18 @@ def _exchange_scores(
 
 
 def _consistent_members(
-    campaigns: list[Campaign], last: pd.DataFrame, min_accounts: int, z_floor: float = -2.33
+    campaigns: list[Campaign],
+    last: pd.DataFrame,
+    min_accounts: int,
+    z_floor: float = -2.33,
+    embedded: float = 0.2,
 ) -> list[Campaign]:
-    """Drop members whose own prompts contradict their campaign's.
+    """Drop loosely linked members whose own prompts contradict their campaign's.
 
-    Shared infrastructure is noisy (residential proxies reuse real customers' home IPs), so
-    a linked account stays in a campaign only if its share of eliciting prompts is not
-    significantly below the campaign's pooled share (one-sided binomial, normal
+    Shared infrastructure is noisy (residential proxies reuse real customers' home IPs).
+    A member linked to at least ``embedded`` of its campaign (and to 2+ members) stays on
+    that evidence; a loosely linked one stays only if its share of eliciting prompts is
+    not significantly below the campaign's pooled share (one-sided binomial, normal
     approximation, z >= -2.33, i.e. p >= 0.01).
     """
     sums = last.set_index("account_id")
@@ -294,7 +299,12 @@ def _consistent_members(
         n = sums.loc[c.account_ids, "c_n"].to_numpy(dtype=float)
         p = min(max(k.sum() / max(n.sum(), 1.0), 1e-3), 1 - 1e-3)
         z = (k + 0.5 - n * p) / np.sqrt(np.maximum(n * p * (1 - p), 1e-9))
-        members = [a for a, zi in zip(c.account_ids, z, strict=True) if zi >= z_floor]
+        need = max(2, embedded * (len(c.account_ids) - 1))
+        members = [
+            a
+            for a, zi in zip(c.account_ids, z, strict=True)
+            if zi >= z_floor or c.degree.get(a, 0) >= need
+        ]
         if len(members) >= min_accounts:
             c.account_ids = members
             kept.append(c)

@@ -18,10 +18,16 @@ from distillguard.detectors.base import ALL_PEERS as GLOBAL
 from distillguard.detectors.base import Detector, DetectorOutput, FloatArray, register, squash
 
 # feature -> (direction, floor of the scale, unit shown in reasons)
+# How much and when: heavy honest customers (batch pipelines, resellers, NATs) stand out
+# here as much as harvesters do, so this is weak evidence on its own.
 DEFAULT_FEATURES: dict[str, tuple[int, float, str]] = {
     "rate_per_active_day": (1, 5.0, "/day"),
     "hour_entropy": (1, 0.3, " bits"),
     "single_turn_share": (1, 0.05, ""),
+}
+# What the requests ask the model to produce: long reasoning outputs, log-probabilities,
+# many samples, the longest completions: what makes good training data.
+REQUEST_FEATURES: dict[str, tuple[int, float, str]] = {
     "out_in_ratio": (1, 0.5, ""),
     "mean_output_tokens": (1, 50.0, " tok"),
     "reasoning_share": (1, 0.05, ""),
@@ -143,3 +149,14 @@ def _groups(X: pd.DataFrame) -> np.ndarray[Any, np.dtype[Any]]:
 
 def _fmt(x: float) -> str:
     return f"{x:.0f}" if abs(x) >= 100 else f"{x:.2f}"
+
+
+@register
+class RequestShapeDetector(PeerProfileDetector):
+    """Accounts whose requests ask for more of what trains a model than their peers'."""
+
+    name: ClassVar[str] = "request_shape"
+    inputs: ClassVar[tuple[str, ...]] = ("exchanges", *REQUEST_FEATURES)
+
+    def _spec(self) -> dict[str, tuple[int, float, str]]:
+        return self.features if self.features is not None else REQUEST_FEATURES
