@@ -246,11 +246,14 @@ def _exchange_scores(
     the content sample are classified already; every other exchange of a flagged account
     is classified now (up to ``limit``, a hash sample beyond). A conversation counts as
     eliciting if any of its turns does (tool-result turns carry no text of their own);
-    unclassified exchanges take their account's mean.
+    unclassified exchanges take their account's mean. The other half of the evidence is
+    how long the answer is against the account's own exchanges (its percent rank).
     """
     acc = ibis.memtable(table[["account_id", "score"]].rename(columns={"score": "account_score"}))
     flagged = table.loc[table["flagged"], ["account_id"]]
-    base = t.select("exchange_id", "account_id", "conversation_id", "_seq").join(acc, "account_id")
+    base = t.select("exchange_id", "account_id", "conversation_id", "output_tokens", "_seq").join(
+        acc, "account_id"
+    )
     sampled = con.read_parquet(work / "content.parquet").select("exchange_id", "elicitation")
     sub = t.semi_join(ibis.memtable(flagged), "account_id").anti_join(sampled, "exchange_id")
     total = int(sub.count().execute())
@@ -273,7 +276,10 @@ def _exchange_scores(
     )
     acct_mean = j.elicitation.mean().over(ibis.window(group_by=j.account_id))
     e = ibis.greatest(j.elicitation, conv_max).fill_null(acct_mean).fill_null(1.0)
-    scored = j.mutate(score=(j.account_score * (0.5 + 0.5 * e.cast("float64"))))
+    # Measured against the account's own traffic: harvested answers are the long ones.
+    longer = ibis.percent_rank().over(group_by=j.account_id, order_by=j.output_tokens)
+    evidence = (e.cast("float64") + longer.cast("float64")) / 2.0
+    scored = j.mutate(score=(j.account_score * (0.5 + 0.5 * evidence)))
     return scored.order_by("_seq").select("exchange_id", "account_id", "score")
 
 
