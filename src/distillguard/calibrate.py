@@ -196,12 +196,18 @@ def calibrate(
     )
 
 
-def binomial_upper(target: float, n: int, z: float = 2.326) -> float:
-    """One-sided upper bound of an observed FPR when the true rate is ``target`` (z = 99%).
+def binomial_upper(
+    target: float, n: int, n_calibration: int | None = None, z: float = 2.326
+) -> float:
+    """One-sided upper bound (z = 99%) of the FPR observed on ``n`` held-out accounts.
 
-    With n held-out accounts the observed share varies by about sqrt(p(1-p)/n); a
-    calibration is on target when the held-out rate stays below this.
+    The observed share varies by about sqrt(p(1-p)/n) around the true rate; when the
+    threshold was itself estimated from ``n_calibration`` accounts (an empirical quantile),
+    its error adds p(1-p)/n_calibration to the variance.
     """
     if n <= 0:
         return 1.0
-    return target + z * math.sqrt(max(target * (1 - target), 1.0 / n) / n)
+    var = max(target * (1 - target), 1.0 / n) / n
+    if n_calibration:
+        var += max(target * (1 - target), 1.0 / n_calibration) / n_calibration
+    return target + z * math.sqrt(var)

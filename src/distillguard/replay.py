@@ -228,15 +228,12 @@ def replay(
     is_hit = acc_df["action"].isin(HIT_ACTIONS)
     benign = acc_df["truth_label"].eq("benign")
     acc_df["collateral"] = is_hit & (benign | acc_df["allow_listed"])
-    acc_df["collateral_reason"] = np.where(
-        ~acc_df["collateral"],
-        None,
-        np.where(
-            benign & acc_df["allow_listed"],
-            "benign and allow-listed",
-            np.where(benign, "benign (truth)", "allow-listed"),
-        ),
-    )
+    acc_df["collateral_reason"] = [
+        None
+        if not c
+        else ("benign and allow-listed" if b and a else "benign (truth)" if b else "allow-listed")
+        for c, b, a in zip(acc_df["collateral"], benign, acc_df["allow_listed"], strict=True)
+    ]
     ex_df = (
         pd.concat(ex_parts, ignore_index=True)
         if ex_parts
@@ -258,7 +255,7 @@ def replay(
 def summary_rows(result: ReplayResult) -> list[tuple[str, int, int, int]]:
     """(action, accounts whose highest action it is, exchanges, collateral accounts)."""
     a = result.accounts
-    out = []
+    out: list[tuple[str, int, int, int]] = []
     for action in ACTIONS[1:]:
         mine = a[a["action"] == action]
         n_ex = int(a[f"{action}_exchanges"].sum()) if len(a) else 0

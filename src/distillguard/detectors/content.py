@@ -3,52 +3,110 @@ rubric grades, hidden thinking, whole agent trajectories.
 
 The per-prompt classifier (``distillguard.content``) already refuses the benign
 look-alikes (a student's "show your work", a benchmark harness's "let's think step by
-step"); this detector asks how much of an account's sampled traffic elicits, against its
-peers, with the evidence shrunk for accounts with few sampled prompts.
+step"), but it still flags about 1% of honest prompts, and some honest users ask for
+reasoning often. So the question per account is statistical: are more of its sampled
+prompts eliciting than its peers' would be? The peer rate is a high quantile of the peer
+group's shares (median + 2 robust deviations: honest accounts differ, and the
+harvesters among the peers must not set the bar), and the evidence is a one-sided
+binomial z-score, so 3 eliciting prompts of 5 say little and 300 of 1,000 say a lot. That
+is also what makes a linked campaign's pooled traffic decisive where each member's is thin.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar, Self
 
-from distillguard.detectors.base import register
-from distillguard.detectors.peer_profile import PeerProfileDetector
+import numpy as np
+import pandas as pd
 
-CONTENT_FEATURES: dict[str, tuple[int, float, str]] = {
-    "elicitation_share": (1, 0.05, ""),
-    "mean_elicitation": (1, 0.05, ""),
-}
+from distillguard.detectors.base import (
+    ALL_PEERS,
+    Detector,
+    DetectorOutput,
+    FloatArray,
+    register,
+    squash,
+)
 
 
 @register
-class ContentDetector(PeerProfileDetector):
+class ContentDetector(Detector):
     name: ClassVar[str] = "content"
-    inputs: ClassVar[tuple[str, ...]] = ("content_sampled", *CONTENT_FEATURES)
+    inputs: ClassVar[tuple[str, ...]] = ("content_sampled", "elicitation_share")
 
     def __init__(
         self,
         *,
-        features: dict[str, tuple[int, float, str]] | None = None,
-        top_k: int = 2,
+        spread: float = 2.0,
+        min_rate: float = 0.02,
+        min_sampled: float = 10.0,
         min_peers: int = 30,
-        min_exchanges: float = 10.0,
-        z_cap: float = 8.0,
-        reason_z: float = 3.0,
-        midpoint: float = 6.0,
-        width: float = 1.5,
-        evidence: str = "content_sampled",
+        z_cap: float = 20.0,
+        midpoint: float = 5.0,
+        width: float = 1.0,
     ) -> None:
         super().__init__(
-            features=features,
-            top_k=top_k,
+            spread=spread,
+            min_rate=min_rate,
+            min_sampled=min_sampled,
             min_peers=min_peers,
-            min_exchanges=min_exchanges,
             z_cap=z_cap,
-            reason_z=reason_z,
             midpoint=midpoint,
             width=width,
-            evidence=evidence,
         )
+        self.spread = spread
+        self.min_rate = min_rate
+        self.min_sampled = min_sampled
+        self.min_peers = min_peers
+        self.z_cap = z_cap
+        self.midpoint = midpoint
+        self.width = width
 
-    def _spec(self) -> dict[str, tuple[int, float, str]]:
-        return self.features if self.features is not None else CONTENT_FEATURES
+    def fit(self, X: pd.DataFrame) -> Self:
+        groups = _groups(X)
+        enough = X["content_sampled"].to_numpy(dtype=float) >= self.min_sampled
+        share = X["elicitation_share"].to_numpy(dtype=float)
+        rates: dict[str, float] = {}
+        for group in [ALL_PEERS, *sorted(set(groups))]:
+            mask = enough if group == ALL_PEERS else enough & (groups == group)
+            if group != ALL_PEERS and mask.sum() < self.min_peers:
+                continue
+            values = share[mask]
+            if len(values):
+                # median + spread, robust to the harvesters among the peers themselves
+                med = float(np.median(values))
+                mad = 1.4826 * float(np.median(np.abs(values - med)))
+                q = med + self.spread * mad
+            else:
+                q = 0.0
+            rates[group] = min(max(q, self.min_rate), 0.5)
+        self.rates_ = rates
+        self.fitted_ = True
+        return self
+
+    def score(self, X: pd.DataFrame, *, explain: bool = True) -> DetectorOutput:
+        self._check_fitted()
+        groups = pd.Series(_groups(X))
+        used = groups.where(groups.isin(list(self.rates_)), ALL_PEERS)
+        p0 = used.map(self.rates_).to_numpy(dtype=float)
+        n = X["content_sampled"].to_numpy(dtype=float)
+        k = X["elicitation_share"].to_numpy(dtype=float) * n
+        z = (k - n * p0 - 0.5) / np.sqrt(np.maximum(n * p0 * (1.0 - p0), 1e-9))
+        raw: FloatArray = np.clip(z, 0.0, self.z_cap)
+        score = squash(raw, self.midpoint, self.width)
+        reasons: list[list[str]] = [[] for _ in range(len(X))]
+        for i in range(len(X)) if explain else ():
+            if raw[i] >= 3.0 or score[i] >= 0.5:
+                peer = "all accounts" if used.iat[i] == ALL_PEERS else f"peers in {used.iat[i]}"
+                reasons[i] = [
+                    f"{int(round(k[i]))} of {int(n[i])} sampled prompts elicit training data "
+                    f"({k[i] / max(n[i], 1):.0%}) vs a usual {p0[i]:.0%} among {peer} "
+                    f"(binomial z=+{raw[i]:.1f})"
+                ]
+        return DetectorOutput(raw=raw, score=score, reasons=reasons)
+
+
+def _groups(X: pd.DataFrame) -> np.ndarray[Any, np.dtype[Any]]:
+    if "peer_group" in X.columns:
+        return X["peer_group"].fillna(ALL_PEERS).astype(str).to_numpy()
+    return np.full(len(X), ALL_PEERS, dtype=object)

@@ -333,14 +333,14 @@ def _account_values(exchanges: pd.DataFrame, members: list[str]) -> dict[str, di
         if kind not in rows.columns:
             continue
         sub = rows[["account_id", kind]].dropna().astype(str).drop_duplicates()
-        out[kind] = {v: set(g["account_id"]) for v, g in sub.groupby(kind)}
+        out[kind] = {str(v): set(g["account_id"]) for v, g in sub.groupby(kind)}
     if "ip" in rows.columns:
         ip = rows[["account_id", "ip"]].dropna().astype(str)
         v4 = ~ip["ip"].str.contains(":")
         net = ip["ip"].where(~v4, ip["ip"].str.replace(r"\.\d+$", ".0/24", regex=True))
         net = net.where(v4, ip["ip"].str.split(":").str[:4].str.join(":"))
         sub = pd.DataFrame({"account_id": ip["account_id"], "v": net}).drop_duplicates()
-        out["ip24"] = {v: set(g["account_id"]) for v, g in sub.groupby("v")}
+        out["ip24"] = {str(v): set(g["account_id"]) for v, g in sub.groupby("v")}
     if "prompt" in rows.columns:
         p = rows[["account_id", "prompt"]].dropna()
         p = p[p["prompt"].str.len() >= 60]
@@ -352,7 +352,7 @@ def _account_values(exchanges: pd.DataFrame, members: list[str]) -> dict[str, di
         for kind, cut in (("prompt_prefix", p["prompt"].str[:40]), ("prompt_suffix", None)):
             vals = norm(cut if cut is not None else p["prompt"].str[-40:])
             sub = pd.DataFrame({"account_id": p["account_id"], "v": vals}).drop_duplicates()
-            out[kind] = {v: set(g["account_id"]) for v, g in sub.groupby("v")}
+            out[kind] = {str(v): set(g["account_id"]) for v, g in sub.groupby("v")}
     return out
 
 
@@ -370,8 +370,8 @@ def graph_svg(
     cx = cy = size / 2
     radius = size / 2 - 30
     for i, acc in enumerate(ids):
-        a = 2 * math.pi * i / max(len(ids), 1) - math.pi / 2
-        pos[acc] = (cx + radius * math.cos(a), cy + radius * math.sin(a))
+        angle = 2 * math.pi * i / max(len(ids), 1) - math.pi / 2
+        pos[acc] = (cx + radius * math.cos(angle), cy + radius * math.sin(angle))
     edges: dict[tuple[str, str], str] = {}
     if exchanges is not None and not exchanges.empty and ids:
         values = _account_values(exchanges, ids)
