@@ -71,6 +71,7 @@ def test_calibrated_fpr_holds_on_held_out_benign(tmp_path: Path) -> None:
     r = calibrate([train], out, target_fpr=TARGET, accounts=train_acc, work_dir=tmp_path)
     assert r.accounts > 100
     assert r.fpr <= TARGET  # on its own data, by construction (verified by a rescan)
+    assert r.flagged > 0  # and not by flagging nothing: the threshold sits in the benign tail
     pol = load_policy(out)
     assert pol.threshold == pytest.approx(r.threshold, abs=1e-5)
     held_out = run_scan([held], tmp_path / "held", accounts=held_acc, policy=pol).accounts

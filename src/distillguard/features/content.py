@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from distillguard.content.model import LEXICAL_SIGNAL
 from distillguard.engine import iter_batches
 
 # Capabilities a harvester targets; each gets a running count per account.
@@ -73,6 +74,13 @@ def classify_to_parquet(
         ],
         dtype=np.int8,
     )
+    rule_bits = np.int64(
+        sum(
+            1 << i
+            for i, name in enumerate(classifier.signal_names)
+            if name != LEXICAL_SIGNAL and not name.startswith("context:")
+        )
+    )
     writer: pq.ParquetWriter | None = None
     done = 0
     try:
@@ -82,7 +90,11 @@ def classify_to_parquet(
             )
             cols = {name: batch.column(name) for name in keep}
             cols["elicitation"] = pa.array(s.elicitation, pa.float32())
-            cols["elicit"] = pa.array(s.flagged.astype(np.int64))
+            # Counted for an account only when a named rule backs the flag: the n-gram model
+            # alone also fires on honest templates and system prompts ("label only, no
+            # explanation"), and one template repeated 10,000 times is one mistake, not
+            # 10,000 pieces of evidence.
+            cols["elicit"] = pa.array((s.flagged & ((s.signals & rule_bits) != 0)).astype(np.int64))
             cols["cap"] = pa.array(cap_map[s.capability.astype(np.int64)], pa.int8())
             table = pa.table(cols)
             if writer is None:
