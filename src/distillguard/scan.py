@@ -23,6 +23,7 @@ from distillguard.features import (
     derive_features,
 )
 from distillguard.features.content import (
+    TRACKED_CAPABILITIES,
     classify_to_parquet,
     content_bucket_sums,
     per_bucket_for_budget,
@@ -75,6 +76,8 @@ def run_scan(
     policy: Policy | None = None,
     reporter: Reporter | None = None,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    show_prompts: bool = False,
+    raw_ids: bool = False,
 ) -> ScanResult:
     """Scan exchange logs and write every output of CONTRACT §2 into ``out_dir``."""
     from distillguard.outputs import write_outputs
@@ -230,7 +233,20 @@ def run_scan(
         summary["stage_seconds"] = timings
     rep.stage("score exchanges in flagged accounts", total=None)
     exchange_scores = _exchange_scores(con, t, table, classifier, work, pol.exchange_content_limit)
-    write_outputs(out_dir, con, t, table, campaigns, summary, started, exchange_scores)
+    write_outputs(
+        out_dir,
+        con,
+        t,
+        table,
+        campaigns,
+        summary,
+        started,
+        exchange_scores,
+        capabilities=_capability_mix(campaigns, last),
+        threshold=pol.threshold,
+        show_prompts=show_prompts,
+        raw_ids=raw_ids,
+    )
     con.disconnect()
     _cleanup(work)
     return ScanResult(out_dir, summary, table, campaigns)
@@ -315,6 +331,16 @@ def _consistent_members(
             c.account_ids = members
             kept.append(c)
     return kept
+
+
+def _capability_mix(campaigns: list[Campaign], last: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Sampled prompts per capability, per campaign (from the members' content sums)."""
+    sums = last.set_index("account_id")
+    cols = {f"c_cap_{c}": c for c in TRACKED_CAPABILITIES} | {"c_cap_other": "other"}
+    return {
+        c.campaign_id: {name: int(sums.loc[c.account_ids, col].sum()) for col, name in cols.items()}
+        for c in campaigns
+    }
 
 
 def _pooled_scores(

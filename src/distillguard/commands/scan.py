@@ -36,6 +36,14 @@ def register(app: typer.Typer) -> None:
                 help="Policy TOML (detectors, weights, thresholds). Default: the packaged one."
             ),
         ] = None,
+        show_prompts: Annotated[
+            bool,
+            typer.Option(help="Include sample prompts in report.html (redacted by default)."),
+        ] = False,
+        raw_ids: Annotated[
+            bool,
+            typer.Option(help="Put raw ids in indicators.stix.json instead of keyed hashes."),
+        ] = False,
         max_line_bytes: Annotated[
             int, typer.Option(help="JSONL lines longer than this are quarantined, never loaded.")
         ] = 4 << 20,
@@ -60,6 +68,8 @@ def register(app: typer.Typer) -> None:
                 policy=pol,
                 reporter=rep,
                 max_line_bytes=max_line_bytes,
+                show_prompts=show_prompts,
+                raw_ids=raw_ids,
             )
         s = result.summary
         console.print(

@@ -99,7 +99,7 @@ class ContentDetector(Detector):
             if raw[i] >= 3.0 or score[i] >= 0.5:
                 peer = "all accounts" if used.iat[i] == ALL_PEERS else f"peers in {used.iat[i]}"
                 reasons[i] = [
-                    f"{int(round(k[i]))} of {int(n[i])} sampled prompts elicit training data "
+                    f"{round(k[i])} of {int(n[i])} sampled prompts elicit training data "
                     f"({k[i] / max(n[i], 1):.0%}) vs a usual {p0[i]:.0%} among {peer} "
                     f"(binomial z=+{raw[i]:.1f})"
                 ]

@@ -96,8 +96,13 @@ def write_outputs(
     summary: dict[str, Any],
     started: float,
     exchange_scores: Any,
+    *,
+    capabilities: dict[str, dict[str, int]] | None = None,
+    threshold: float | None = None,
+    show_prompts: bool = False,
+    raw_ids: bool = False,
 ) -> None:
-    from distillguard.outputs.report import write_report
+    from distillguard.outputs.report import report_exchanges, write_report
     from distillguard.outputs.stix import write_stix
 
     acc_table = pa.table(
@@ -109,13 +114,29 @@ def write_outputs(
     )
     pq.write_table(acc_table, out_dir / "accounts.parquet")
     rows = campaign_rows(t, accounts, campaigns)
+    for row in rows:
+        mix = (capabilities or {}).get(row["campaign_id"], {})
+        total = sum(mix.values()) or 1
+        # capabilities a campaign spends at least a tenth of its sampled prompts on
+        row["capabilities"] = [
+            name for name, n in sorted(mix.items(), key=lambda kv: -kv[1]) if n / total >= 0.1
+        ]
     pq.write_table(
         pa.Table.from_pylist(rows, schema=CAMPAIGNS_SCHEMA), out_dir / "campaigns.parquet"
     )
 
     con.to_parquet(exchange_scores, out_dir / "exchanges_scored.parquet")
 
-    write_report(out_dir / "report.html", accounts, rows, summary)
-    write_stix(out_dir / "indicators.stix.json", rows)
+    write_report(
+        out_dir / "report.html",
+        accounts,
+        rows,
+        summary,
+        exchanges=report_exchanges(t, rows),
+        show_prompts=show_prompts,
+        capabilities=capabilities,
+        threshold=threshold,
+    )
+    write_stix(out_dir / "indicators.stix.json", rows, raw_ids=raw_ids)
     summary["elapsed_s"] = round(time.perf_counter() - started, 3)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
