@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -32,7 +33,7 @@ _TEXT = (
 WORDS = tuple(_TEXT.split(" "))
 
 
-def generate(path: Path, rows: int, seed: int = 0) -> None:
+def generate(path: Path, rows: int, seed: int = 0, bad_every: int = 100) -> None:
     """Realistic-sized rows (~450 bytes): 20k accounts, prompts of 20-60 words."""
     rng = np.random.default_rng(seed)
     t0 = 1_793_534_400
@@ -61,8 +62,8 @@ def generate(path: Path, rows: int, seed: int = 0) -> None:
                     "max_tokens": 2048,
                     "turn_index": int(k % 3),
                 }
-                if k % 100 == 7:  # ~1% bad rows of several kinds
-                    bad = (k // 100) % 3
+                if bad_every and k % bad_every == 7:  # bad rows of several kinds
+                    bad = (k // bad_every) % 3
                     if bad == 0:
                         out += b'{"exchange_id": "broken\n'
                         continue
@@ -74,22 +75,34 @@ def generate(path: Path, rows: int, seed: int = 0) -> None:
             fh.write(out)
 
 
-def run_one(rows: int, workdir: Path) -> dict[str, float]:
+def run_one(rows: int, workdir: Path, bad_every: int, ingest_only: bool) -> dict[str, Any]:
     from distillguard.ingest import stage_inputs
     from distillguard.scan import run_scan
 
-    log = workdir / f"bench-{rows}.jsonl"
+    log = workdir / f"bench-{rows}-bad{bad_every}.jsonl"
     if not log.exists():
-        generate(log, rows)
+        generate(log, rows, bad_every=bad_every)
     t = time.perf_counter()
     staged = stage_inputs([log], workdir / "stage", workdir / "q.jsonl")
     ingest_s = time.perf_counter() - t
+    ingest_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if ingest_only:
+        return {
+            "rows": rows,
+            "bad_every": bad_every,
+            "file_mb": round(log.stat().st_size / 1e6, 1),
+            "ingest_s": round(ingest_s, 2),
+            "ingest_rows_per_s": round(staged.rows_read / ingest_s),
+            "quarantined": staged.rows_quarantined,
+            "peak_rss_mb": round(ingest_rss),
+        }
     t = time.perf_counter()
     result = run_scan([log], workdir / "out")
     scan_s = time.perf_counter() - t
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "rows": rows,
+        "bad_every": bad_every,
         "file_mb": round(log.stat().st_size / 1e6, 1),
         "ingest_s": round(ingest_s, 2),
         "ingest_rows_per_s": round(staged.rows_read / ingest_s),
@@ -107,19 +120,32 @@ def main() -> None:
     )
     ap.add_argument("--rows", type=int, nargs="+", default=[5_000_000])
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--bad-every", type=int, default=100, help="one bad row per N (0: none)")
+    ap.add_argument("--ingest-only", action="store_true", help="stop after ingest+validation")
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="dg-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     if args.one:
-        print(json.dumps(run_one(args.rows[0], workdir)))
+        print(json.dumps(run_one(args.rows[0], workdir, args.bad_every, args.ingest_only)))
         return
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
     for rows in args.rows:
         out = subprocess.run(
-            [sys.executable, __file__, "--one", "--rows", str(rows), "--workdir", str(workdir)],
+            [
+                sys.executable,
+                __file__,
+                "--one",
+                "--rows",
+                str(rows),
+                "--workdir",
+                str(workdir),
+                "--bad-every",
+                str(args.bad_every),
+                *(["--ingest-only"] if args.ingest_only else []),
+            ],
             check=True,
             capture_output=True,
             text=True,

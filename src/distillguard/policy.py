@@ -49,7 +49,7 @@ class DetectorSpec:
 class Policy:
     threshold: float = 0.5
     checkpoint: str = "1d"
-    memory_limit: str = "2GB"
+    memory_limit: str = "1GB"
     content_per_bucket: int = 16
     content_max_prompts: int = 300_000
     exchange_content_limit: int = 1_000_000
@@ -126,7 +126,7 @@ def parse_policy(data: dict[str, Any], source: str = "<policy>") -> Policy:
     return Policy(
         threshold=threshold,
         checkpoint=checkpoint,
-        memory_limit=str(scan.get("memory_limit", "2GB")),
+        memory_limit=str(scan.get("memory_limit", "1GB")),
         exchange_content_limit=int(
             _num(
                 scan.get("exchange_content_limit", 1_000_000),

@@ -171,6 +171,7 @@ def run_scan(
             c.score = p
         campaigns = [c for c in linked if c.score >= pol.threshold]
 
+    campaign_found = _campaign_found_at(campaigns, cum, peers, pol)
     reasons = _reasons(outputs, [s.name for s in pol.detectors], flagged)
     final = np.clip(score, 0.0, 1.0)
     final_flag = flagged.copy()
@@ -181,7 +182,10 @@ def run_scan(
     for c in campaigns:
         rows = [position[a] for a in c.account_ids]
         own_times = first_flagged.iloc[[r for r in rows if flagged[r]]]
-        detected = own_times.min() if len(own_times) else data_end
+        detected = min(
+            own_times.min() if len(own_times) else data_end,
+            campaign_found.get(c.campaign_id, data_end),
+        )
         shared = ", ".join(c.shared) or "infrastructure"
         for row in rows:
             campaign_of[row] = c.campaign_id
@@ -331,6 +335,40 @@ def _consistent_members(
             c.account_ids = members
             kept.append(c)
     return kept
+
+
+def _campaign_found_at(
+    campaigns: list[Campaign], cum: pd.DataFrame, peers: pd.Series, pol: Policy
+) -> dict[str, pd.Timestamp]:
+    """When a daily job would first have scored each campaign over the threshold.
+
+    At each day's end the members' pooled sums so far are scored against baselines refitted
+    on the accounts active that day, as for single accounts. The membership itself is the
+    final one (linking is not replayed per day).
+    """
+    found: dict[str, pd.Timestamp] = {}
+    if not campaigns or cum.empty:
+        return found
+    members = {a for c in campaigns for a in c.account_ids}
+    rows = cum[cum["account_id"].isin(members)].sort_values("bucket")
+    weights = [s.campaign_weight for s in pol.detectors]
+    cols = [*SUM_COLUMNS, *CONTENT_SUM_COLUMNS, "active_buckets"]
+    for bucket, active in cum.groupby("bucket", sort=True):
+        todo = [c for c in campaigns if c.campaign_id not in found]
+        if not todo:
+            break
+        X = _features(active, peers)
+        fitted = [create(s.name, s.params).fit(X) for s in pol.detectors]
+        upto = rows[rows["bucket"] <= bucket].groupby("account_id").tail(1).set_index("account_id")
+        pooled = pd.DataFrame(
+            [upto.reindex(c.account_ids)[cols].fillna(0).sum() for c in todo], columns=cols
+        )
+        pooled["account_id"] = [c.campaign_id for c in todo]
+        outs = [d.score(_features(pooled, pd.Series(dtype=object)), explain=False) for d in fitted]
+        for c, s in zip(todo, _combine(outs, weights), strict=True):
+            if s >= pol.threshold:
+                found[c.campaign_id] = pd.Timestamp(str(bucket)) + timedelta(days=1)
+    return found
 
 
 def _capability_mix(campaigns: list[Campaign], last: pd.DataFrame) -> dict[str, dict[str, int]]:

@@ -114,13 +114,23 @@ def read_jsonl(
                 return
             window: deque[tuple[Future[Block], int]] = deque()
             limit = 2 * max(getattr(executor, "_max_workers", 2), 1)
+            dirty = False  # as seen on the last block finished: dirty files stay dirty
             for block in blocks:
                 job = executor.submit(
-                    _parse_block, block, name, columns, known, max_line_bytes, schema
+                    _parse_block,
+                    block,
+                    name,
+                    columns,
+                    known,
+                    max_line_bytes,
+                    schema,
+                    try_fast=not dirty,
                 )
                 window.append((job, raw.tell()))
                 if len(window) >= limit:
-                    yield _done(window.popleft())
+                    done = _done(window.popleft())
+                    dirty = done.dirty
+                    yield done
             while window:
                 yield _done(window.popleft())
         except (OSError, EOFError) as err:

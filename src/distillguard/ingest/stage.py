@@ -79,6 +79,24 @@ def _blocks(
     )
 
 
+def _warm(i: int) -> int:
+    return i
+
+
+def _start_pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes, started before this process starts any thread of its own.
+
+    ``fork`` where the platform has it: ``spawn`` would re-import the caller's main module
+    and crash any script without an ``if __name__ == "__main__"`` guard. Forking before the
+    writer thread or the engine's threads exist keeps the children free of held locks.
+    """
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    pool = ProcessPoolExecutor(workers, mp_context=ctx)
+    list(pool.map(_warm, range(workers)))
+    return pool
+
+
 class _BackgroundWriter:
     """Parquet writes on a thread (Arrow releases the GIL) so parsing never waits on them.
 
@@ -162,9 +180,7 @@ def stage_inputs(
     jsonl_bytes = sum(s.path.stat().st_size for s in sources if s.format == "jsonl")
     n_workers = workers if workers is not None else (os.cpu_count() or 1)
     executor = (
-        ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"))
-        if n_workers > 1 and jsonl_bytes >= parallel_min_bytes
-        else None
+        _start_pool(n_workers) if n_workers > 1 and jsonl_bytes >= parallel_min_bytes else None
     )
     try:
         with _BackgroundWriter(raw_path, schema) as writer:
