@@ -123,33 +123,17 @@ def parse_policy(data: dict[str, Any], source: str = "<policy>") -> Policy:
     if not specs:
         raise ConfigError("policy enables no detector", source=source)
     link = _parse_linking(data.get("linking", {}), source)
+
+    def count(key: str, default: int, lo: float, hi: float) -> int:
+        return int(_num(scan.get(key, default), f"scan.{key}", source, lo=lo, hi=hi))
+
     return Policy(
         threshold=threshold,
         checkpoint=checkpoint,
         memory_limit=str(scan.get("memory_limit", "1GB")),
-        exchange_content_limit=int(
-            _num(
-                scan.get("exchange_content_limit", 1_000_000),
-                "scan.exchange_content_limit",
-                source,
-                lo=0,
-                hi=1e12,
-            )
-        ),
-        content_max_prompts=int(
-            _num(
-                scan.get("content_max_prompts", 300_000),
-                "scan.content_max_prompts",
-                source,
-                lo=1,
-                hi=1e12,
-            )
-        ),
-        content_per_bucket=int(
-            _num(
-                scan.get("content_per_bucket", 16), "scan.content_per_bucket", source, lo=1, hi=1e6
-            )
-        ),
+        exchange_content_limit=count("exchange_content_limit", 1_000_000, 0, 1e12),
+        content_max_prompts=count("content_max_prompts", 300_000, 1, 1e12),
+        content_per_bucket=count("content_per_bucket", 16, 1, 1e6),
         detectors=tuple(specs),
         linking=link,
         source=source,
@@ -195,11 +179,11 @@ def _parse_linking(table: dict[str, Any], source: str) -> LinkingConfig:
     return LinkingConfig(keys={k: float(w) for k, w in keys.items()}, **values)
 
 
-def load_policy(path: str | Path | None = None) -> Policy:
-    """The policy at ``path``, or the packaged default."""
+def read_policy_toml(path: str | Path | None, packaged: str) -> tuple[dict[str, Any], str]:
+    """(parsed TOML, its name for messages) of ``path``, or of the packaged ``packaged``."""
     if path is None:
-        text = resources.files("distillguard.policies").joinpath("default.toml").read_text()
-        source = "default.toml"
+        text = resources.files("distillguard.policies").joinpath(packaged).read_text()
+        source = packaged
     else:
         try:
             text = Path(path).read_text(encoding="utf-8")
@@ -207,9 +191,14 @@ def load_policy(path: str | Path | None = None) -> Policy:
             raise ConfigError(f"cannot read policy: {err.strerror}", source=str(path)) from None
         source = str(path)
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text), source
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"invalid TOML: {err}", source=source) from None
+
+
+def load_policy(path: str | Path | None = None) -> Policy:
+    """The policy at ``path``, or the packaged default."""
+    data, source = read_policy_toml(path, "default.toml")
     return parse_policy(data, source)
 
 

@@ -6,9 +6,7 @@ time (Starlette style); nothing is read from globals or the environment after th
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field, fields, replace
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -293,19 +291,9 @@ def parse_gateway(data: Any, source: str = "<policy>") -> GatewayPolicy:
 
 def load_gateway_policy(path: str | Path | None = None) -> GatewayPolicy:
     """The `[gateway]` table of ``path``, or the packaged ``gateway.toml``."""
-    if path is None:
-        text = resources.files("distillguard.policies").joinpath("gateway.toml").read_text()
-        source = "gateway.toml"
-    else:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as err:
-            raise ConfigError(f"cannot read policy: {err.strerror}", source=str(path)) from None
-        source = str(path)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"invalid TOML: {err}", source=source) from None
+    from distillguard.policy import read_policy_toml
+
+    data, source = read_policy_toml(path, "gateway.toml")
     if "gateway" not in data:
         raise ConfigError("no [gateway] table", source=source)
     return parse_gateway(data["gateway"], source)
