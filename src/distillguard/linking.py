@@ -46,6 +46,7 @@ class LinkingConfig:
     template_min_prompts: int = 5
     pair_limit: int = 64
     value_spread: float = 200.0
+    max_values_per_key: int = 64
 
 
 @dataclass
@@ -119,7 +120,7 @@ def shared_values(
             )
             templates = variety.filter(variety.prompts >= cfg.template_min_prompts).select("value")
             part = part.semi_join(templates, "value")
-        parts.append(part.distinct())
+        parts.append(part.group_by(["account_id", "key", "value"]).aggregate(uses=part.count()))
     if accounts_table is not None and "payment_fingerprint" in cfg.keys:
         a = accounts_table
         parts.append(
@@ -127,17 +128,26 @@ def shared_values(
                 account_id=a.account_id,
                 key=ibis.literal("payment_fingerprint"),
                 value=a.payment_fingerprint.cast("string"),
+                uses=ibis.literal(1, "int64"),
             ).filter(a.payment_fingerprint.notnull())
         )
     if not parts or not candidates:
         return pd.DataFrame(columns=["account_id", "key", "value", "accounts", "held"])
-    kv = ibis.union(*parts, distinct=True)
+    both = ibis.union(*parts, distinct=False)
+    kv = both.group_by(["account_id", "key", "value"]).aggregate(uses=both.uses.sum())
     pop = kv.group_by(["key", "value"]).aggregate(accounts=kv.account_id.nunique())
     usable = pop.filter((pop.accounts >= 2) & (pop.accounts <= cfg.max_key_accounts))
     spread = kv.group_by(["account_id", "key"]).aggregate(held=kv.value.nunique())
     cand = ibis.memtable(pd.DataFrame({"account_id": candidates}))
     rows = kv.join(usable, ["key", "value"]).join(cand, "account_id")
     rows = rows.join(spread, ["account_id", "key"])
+    # An account's identity on a key is the values it uses most: keeping its top few bounds
+    # the graph by accounts, not by log size (a proxy account's 10,000th IP adds nothing).
+    top = ibis.window(
+        group_by=[rows.account_id, rows.key], order_by=[ibis.desc(rows.uses), rows.value]
+    )
+    rows = rows.mutate(rank=ibis.row_number().over(top))
+    rows = rows.filter(rows["rank"] < cfg.max_values_per_key)
     df: pd.DataFrame = (
         rows.select("account_id", "key", "value", "accounts", "held").to_pyarrow().to_pandas()
     )

@@ -154,6 +154,7 @@ def _parse_linking(table: dict[str, Any], source: str) -> LinkingConfig:
         "template_min_prompts": (2, 1e9),
         "pair_limit": (2, 1e6),
         "value_spread": (1.0, 1e9),
+        "max_values_per_key": (1, 1e6),
     }
     _expect(table, {"keys", *numbers}, "linking", source)
     keys = table.get("keys", DEFAULT_LINK_KEYS)
@@ -174,6 +175,7 @@ def _parse_linking(table: dict[str, Any], source: str) -> LinkingConfig:
                 "min_campaign_accounts",
                 "template_min_prompts",
                 "pair_limit",
+                "max_values_per_key",
             )
             values[name] = int(v) if name in integral else v
     return LinkingConfig(keys={k: float(w) for k, w in keys.items()}, **values)
