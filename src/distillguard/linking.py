@@ -27,6 +27,8 @@ import igraph as ig
 import numpy as np
 import pandas as pd
 
+from distillguard.engine import stable_hash
+
 TEMPLATE_CHARS = 40
 TEMPLATE_MIN_PROMPT = 60  # shorter prompts are whole questions, not template plus slot
 TEMPLATE_KEYS = ("prompt_prefix", "prompt_suffix")
@@ -59,7 +61,9 @@ class Campaign:
 
 
 def _normalised(expr: Any) -> Any:
-    return expr.lower().re_replace(r"[0-9]+", "0").re_replace(r"\s+", " ")
+    # The whitespace class is spelled out: ``\s`` is RE2's [\t\n\f\r ] on DuckDB but also
+    # matches \v in Spark's Java regexes, and both engines must build the same templates.
+    return expr.lower().re_replace(r"[0-9]+", "0").re_replace(r"[\t\n\f\r ]+", " ")
 
 
 def key_columns(t: Any, keys: tuple[str, ...]) -> dict[str, Any]:
@@ -77,7 +81,7 @@ def key_columns(t: Any, keys: tuple[str, ...]) -> dict[str, Any]:
         elif key == "system_prompt_hash":
             sp = t.system_prompt
             exprs[key] = ibis.cases(
-                (sp.length() >= 20, sp.hash().cast("string")), else_=ibis.null("string")
+                (sp.length() >= 20, stable_hash(sp).left(16)), else_=ibis.null("string")
             )
         elif key == "prompt_prefix":
             exprs[key] = ibis.cases(
@@ -114,7 +118,7 @@ def shared_values(
             # A template is a prefix (or suffix) around many *different* prompts. The first
             # words of one popular question, asked by several people, are not a template.
             variety = (
-                t.select(value=expr, h=t.prompt.hash())
+                t.select(value=expr, h=stable_hash(t.prompt))
                 .group_by("value")
                 .aggregate(prompts=ibis._.h.nunique())
             )

@@ -115,11 +115,11 @@ def _exchange_times(
 ) -> pd.DataFrame:
     import ibis
 
-    from distillguard.engine import connect
+    from distillguard.engine import EngineConfig, connect
     from distillguard.ingest import stage_inputs
 
     staged = stage_inputs(list(inputs), work, work / "quarantine.jsonl", accounts=accounts)
-    con = connect(temp_dir=work / "spill")
+    con = connect(EngineConfig(temp_dir=work / "spill"))
     t = con.read_parquet(staged.exchanges_path)
     keep = ibis.memtable(pd.DataFrame({"account_id": pd.Series(listed, dtype=str)}))
     rows = t.semi_join(keep, "account_id").select("exchange_id", "account_id", "ts")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ import pandas as pd
 from distillguard import __version__
 from distillguard.detectors import DetectorOutput, create
 from distillguard.detectors.base import ALL_PEERS
-from distillguard.engine import connect
+from distillguard.engine import EngineConfig, connect, engine_name, hash_sample
 from distillguard.features import (
     CONTENT_SUM_COLUMNS,
     SUM_COLUMNS,
@@ -78,8 +78,13 @@ def run_scan(
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     show_prompts: bool = False,
     raw_ids: bool = False,
+    engine: EngineConfig | None = None,
 ) -> ScanResult:
-    """Scan exchange logs and write every output of CONTRACT §2 into ``out_dir``."""
+    """Scan exchange logs and write every output of CONTRACT §2 into ``out_dir``.
+
+    Ingestion runs in process; every columnar stage after it runs on ``engine`` (DuckDB in
+    process by default), whose memory limit is the policy's.
+    """
     from distillguard.outputs import write_outputs
 
     started = time.perf_counter()
@@ -103,8 +108,17 @@ def run_scan(
         f"{staged.rows_quarantined:,} quarantined"
     )
 
-    con = connect(memory_limit=pol.memory_limit, temp_dir=work / "spill")
+    engine_cfg = replace(
+        engine or EngineConfig(),
+        memory_limit=pol.memory_limit,
+        temp_dir=(engine.temp_dir if engine else None) or work / "spill",
+    )
+    con = connect(engine_cfg)
     t = con.read_parquet(staged.exchanges_path, table_name="exchanges")
+    if t.ts.type().timezone is None:
+        # Spark reads the staged UTC time stamps as zone-less (in its UTC session): say they
+        # are UTC, so every time that comes back is zoned as it is from DuckDB.
+        t = t.mutate(ts=t.ts.cast(ibis.dtype("timestamp('UTC')")))
     acc_t = (
         con.read_parquet(staged.accounts_path, table_name="accounts")
         if staged.accounts_path
@@ -226,7 +240,7 @@ def run_scan(
         "flagged_accounts": int(final_flag.sum()),
         "campaigns": len(campaigns),
         "elapsed_s": 0.0,
-        "engine": "duckdb",
+        "engine": engine_name(con),
         "version": __version__,
         "policy": pol.source,
         "sources": staged.sources,
@@ -278,7 +292,7 @@ def _exchange_scores(
     sub = t.semi_join(ibis.memtable(flagged), "account_id").anti_join(sampled, "exchange_id")
     total = int(sub.count().execute())
     if total > limit:
-        sub = sub.filter((sub.exchange_id.hash() % total).abs() < limit)
+        sub = sub.filter(hash_sample(sub.exchange_id, limit, total))
     path = work / "exchange_content.parquet"
     classify_to_parquet(
         con,

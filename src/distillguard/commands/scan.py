@@ -47,6 +47,23 @@ def register(app: typer.Typer) -> None:
         max_line_bytes: Annotated[
             int, typer.Option(help="JSONL lines longer than this are quarantined, never loaded.")
         ] = 4 << 20,
+        engine: Annotated[
+            str,
+            typer.Option(
+                help="Engine for the stages after ingestion: duckdb (in process) or spark."
+            ),
+        ] = "duckdb",
+        spark_master: Annotated[
+            str,
+            typer.Option(
+                help="With --engine spark: local[N], a cluster's master URL, or sc://HOST:PORT "
+                "for Spark Connect."
+            ),
+        ] = "local[*]",
+        spark_conf: Annotated[
+            list[str] | None,
+            typer.Option(help="With --engine spark: KEY=VALUE for the Spark session (repeat)."),
+        ] = None,
     ) -> None:
         """Scan exchange logs for distillation campaigns.
 
@@ -54,11 +71,26 @@ def register(app: typer.Typer) -> None:
 
         Bad rows never stop the scan: they go to quarantine.jsonl with file, line and reason.
         """  # noqa: E501 (Typer keeps line breaks, so each paragraph is one line)
+        from distillguard.engine import ENGINES, EngineConfig
+        from distillguard.errors import ConfigError
         from distillguard.policy import load_policy
         from distillguard.progress_rich import RichReporter
         from distillguard.scan import run_scan
 
         console = Console(stderr=True)
+        if engine not in ENGINES:
+            raise ConfigError(f"--engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
+        conf: dict[str, str] = {}
+        for item in spark_conf or []:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise ConfigError(f"--spark-conf: expected KEY=VALUE, got {item!r}")
+            conf[key.strip()] = value.strip()
+        cfg = EngineConfig(
+            engine="spark" if engine == "spark" else "duckdb",
+            spark_master=spark_master,
+            spark_conf=conf,
+        )
         pol = load_policy(policy)
         with RichReporter(console) as rep:
             result = run_scan(
@@ -70,6 +102,7 @@ def register(app: typer.Typer) -> None:
                 max_line_bytes=max_line_bytes,
                 show_prompts=show_prompts,
                 raw_ids=raw_ids,
+                engine=cfg,
             )
         s = result.summary
         console.print(

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distillguard.content.model import LEXICAL_SIGNAL
-from distillguard.engine import iter_batches
+from distillguard.engine import iter_batches, stable_hash
 
 # Capabilities a harvester targets; each gets a running count per account.
 TRACKED_CAPABILITIES = ("coding", "math", "agentic")
@@ -45,7 +45,7 @@ def per_bucket_for_budget(t: Any, *, per_bucket: int, budget: int, bucket: str =
 
 def content_sample(t: Any, *, per_bucket: int, bucket: str = "D") -> Any:
     c = t.select("exchange_id", "account_id", "ts", "prompt", "system_prompt")
-    c = c.mutate(bucket=c.ts.truncate(bucket), h=c.exchange_id.hash())
+    c = c.mutate(bucket=c.ts.truncate(bucket), h=stable_hash(c.exchange_id))
     w = ibis.window(group_by=[c.account_id, c.bucket], order_by=[c.h, c.exchange_id])
     ranked = c.mutate(rank=ibis.row_number().over(w))
     return ranked.filter(ranked["rank"] < per_bucket).select(

@@ -24,7 +24,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from distillguard.engine import connect, iter_batches
+from distillguard.engine import EngineConfig, connect, iter_batches
 from distillguard.errors import InputError
 from distillguard.ingest.readers import Block, Reject, read_jsonl, read_parquet
 from distillguard.ingest.sources import SourceFile, expand_inputs
@@ -224,7 +224,8 @@ def _quarantine_duplicates(
     raw_path: Path, work_dir: Path, quarantine: _Quarantine, memory_limit: str
 ) -> int:
     """Keep the first row of each ``exchange_id`` (file order, then line); quarantine the rest."""
-    con = connect(memory_limit=memory_limit, temp_dir=work_dir / "spill")
+    # Ingestion stays in process on DuckDB whatever engine the scan's later stages use.
+    con = connect(EngineConfig(memory_limit=memory_limit, temp_dir=work_dir / "spill"))
     t = con.read_parquet(raw_path)
     ranked = t.select("exchange_id", "_seq", "_source", "_line").mutate(
         rank=ibis.row_number().over(group_by="exchange_id", order_by="_seq")

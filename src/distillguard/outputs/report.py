@@ -166,18 +166,20 @@ def report_exchanges(t: Any, campaigns: list[dict[str, Any]], per_campaign: int 
     """
     import ibis
 
+    from distillguard.engine import hash_sample
+
     members = [(c["campaign_id"], a) for c in campaigns[:MAX_CAMPAIGNS] for a in c["account_ids"]]
     if not members:
         return pd.DataFrame(columns=list(REPORT_COLUMNS))
     m = ibis.memtable(pd.DataFrame(members, columns=["_campaign", "account_id"]))
     cols = [c for c in REPORT_COLUMNS if c in t.columns]
-    j = t.select(*cols, _h=t.exchange_id.hash()).join(m, "account_id")
+    j = t.select(*cols, _key=t.exchange_id).join(m, "account_id")
     sizes = {c["campaign_id"]: int(c.get("exchanges") or 0) for c in campaigns}
     parts = []
     for cid, n in sizes.items():
         sub = j.filter(j._campaign == cid)
         if n > per_campaign:
-            sub = sub.filter((sub._h % n).abs() < per_campaign)
+            sub = sub.filter(hash_sample(sub._key, per_campaign, n))
         parts.append(sub)
     if not parts:
         return pd.DataFrame(columns=cols)

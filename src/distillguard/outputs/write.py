@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from distillguard.engine import write_parquet
 from distillguard.linking import Campaign
 
 ACCOUNTS_SCHEMA = pa.schema(
@@ -125,7 +126,7 @@ def write_outputs(
         pa.Table.from_pylist(rows, schema=CAMPAIGNS_SCHEMA), out_dir / "campaigns.parquet"
     )
 
-    con.to_parquet(exchange_scores, out_dir / "exchanges_scored.parquet")
+    write_parquet(con, exchange_scores, out_dir / "exchanges_scored.parquet")
 
     write_report(
         out_dir / "report.html",
