@@ -49,6 +49,7 @@ class LinkingConfig:
     pair_limit: int = 64
     value_spread: float = 200.0
     max_values_per_key: int = 64
+    weak_edge_weight: float = 1.5
 
 
 @dataclass
@@ -202,8 +203,18 @@ def _pairs(sv: pd.DataFrame, cfg: LinkingConfig) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def link_accounts(sv: pd.DataFrame, scores: pd.Series, cfg: LinkingConfig) -> list[Campaign]:
-    """Campaigns among the candidates in ``sv``, scored from their members' ``scores``."""
+def link_accounts(
+    sv: pd.DataFrame,
+    scores: pd.Series,
+    cfg: LinkingConfig,
+    flagged: set[str] | frozenset[str] = frozenset(),
+) -> list[Campaign]:
+    """Campaigns among the candidates in ``sv``, scored from their members' ``scores``.
+
+    Two accounts that are both ``flagged`` on their own evidence are linked on weaker shared
+    evidence (``weak_edge_weight``): that only groups what is already caught, while lifting
+    an account that its own traffic does not flag needs a full-strength edge.
+    """
     if sv.empty:
         return []
     pairs = _pairs(sv, cfg)
@@ -212,7 +223,10 @@ def link_accounts(sv: pd.DataFrame, scores: pd.Series, cfg: LinkingConfig) -> li
     per_key = pairs.groupby(["a", "b", "key"], sort=False)["w"].sum().reset_index()
     per_key["w"] = np.minimum(per_key["w"], per_key["key"].map(cfg.keys) * cfg.key_cap)
     edges = per_key.groupby(["a", "b"], sort=False)["w"].sum().reset_index()
-    edges = edges[edges["w"] >= cfg.edge_weight]
+    both_flagged = edges["a"].isin(flagged) & edges["b"].isin(flagged)
+    edges = edges[
+        (edges["w"] >= cfg.edge_weight) | (both_flagged & (edges["w"] >= cfg.weak_edge_weight))
+    ]
     if edges.empty:
         return []
     names = sorted(set(edges["a"]) | set(edges["b"]))

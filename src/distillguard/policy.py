@@ -155,6 +155,7 @@ def _parse_linking(table: dict[str, Any], source: str) -> LinkingConfig:
         "pair_limit": (2, 1e6),
         "value_spread": (1.0, 1e9),
         "max_values_per_key": (1, 1e6),
+        "weak_edge_weight": (0.0, 1e6),
     }
     _expect(table, {"keys", *numbers}, "linking", source)
     keys = table.get("keys", DEFAULT_LINK_KEYS)

@@ -177,7 +177,10 @@ def run_scan(
     campaigns: list[Campaign] = []
     if len(candidates) >= cfg.min_campaign_accounts:
         sv = shared_values(t, acc_t, candidates, cfg)
-        linked = _consistent_members(link_accounts(sv, own, cfg), last, cfg.min_campaign_accounts)
+        self_flagged = {str(a) for a in own.index[own >= pol.threshold]}
+        linked = _consistent_members(
+            link_accounts(sv, own, cfg, self_flagged), last, cfg.min_campaign_accounts
+        )
         # A campaign is judged like one account made of all its members' traffic, against
         # the accounts' baselines: 25 exchanges a day each is thin evidence, 500 is not.
         pooled = _pooled_scores(linked, last, fitted, [s.campaign_weight for s in pol.detectors])
