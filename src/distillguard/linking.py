@@ -5,7 +5,8 @@ candidates gain evidence for every identifier they share: a payment fingerprint,
 or /24, an ASN, a user agent, a system prompt, a prompt template (normalised first or
 last 40 characters of long prompts, which is where wrappers and slot-filled templates
 show). Each shared value counts ``weight / log2(1 + accounts sharing it)``, computed over
-*all* accounts, and values shared by more than ``max_key_accounts`` count nothing: a
+*all* accounts (a payment instrument counts its full weight however many accounts share
+it), and values shared by more than ``max_key_accounts`` count nothing: a
 university NAT, a cloud region, the official SDK's user agent or a famous benchmark
 question are infrastructure, not evidence of common control. A pair whose evidence
 reaches ``edge_weight`` is an edge; Leiden (CPM) communities of at least
@@ -50,6 +51,7 @@ class LinkingConfig:
     value_spread: float = 200.0
     max_values_per_key: int = 64
     weak_edge_weight: float = 1.5
+    flat_keys: tuple[str, ...] = ("payment_fingerprint",)
 
 
 @dataclass
@@ -159,7 +161,7 @@ def shared_values(
     return df
 
 
-def _pairs(sv: pd.DataFrame, cfg: LinkingConfig) -> pd.DataFrame:
+def pair_evidence(sv: pd.DataFrame, cfg: LinkingConfig) -> pd.DataFrame:
     """(a, b, key, w) for every pair of candidates sharing a value.
 
     Values held by at most ``pair_limit`` candidates give all their pairs; more widely
@@ -168,8 +170,11 @@ def _pairs(sv: pd.DataFrame, cfg: LinkingConfig) -> pd.DataFrame:
     """
     # An account spread over thousands of values (a reseller's end-user IPs) overlaps with
     # anyone by chance: each side's share of a value is discounted by sqrt(held / spread).
+    # Popularity discounts what infrastructure shares (a NAT address, an SDK's user agent);
+    # a payment instrument shared by more accounts is more suspicious, not less.
+    idf = np.where(sv["key"].isin(cfg.flat_keys), 1.0, np.log2(1.0 + sv["accounts"].astype(float)))
     sv = sv.assign(
-        base=sv["key"].map(cfg.keys) / np.log2(1.0 + sv["accounts"].astype(float)),
+        base=sv["key"].map(cfg.keys) / idf,
         damp=np.sqrt(np.maximum(1.0, sv["held"].astype(float) / cfg.value_spread)),
     )
     sv = sv.sort_values(["key", "value", "account_id"]).reset_index(drop=True)
@@ -217,7 +222,7 @@ def link_accounts(
     """
     if sv.empty:
         return []
-    pairs = _pairs(sv, cfg)
+    pairs = pair_evidence(sv, cfg)
     if pairs.empty:
         return []
     per_key = pairs.groupby(["a", "b", "key"], sort=False)["w"].sum().reset_index()
