@@ -31,9 +31,13 @@ REQUEST_FEATURES: dict[str, tuple[int, float, str]] = {
     "out_in_ratio": (1, 0.5, ""),
     "mean_output_tokens": (1, 50.0, " tok"),
     "reasoning_share": (1, 0.05, ""),
+    "long_max_tokens_share": (1, 0.05, ""),
+}
+# Log-probabilities and many samples per prompt are soft labels and preference pairs: what
+# distillation needs beyond the answer itself (evaluation harnesses ask for them too).
+SAMPLING_FEATURES: dict[str, tuple[int, float, str]] = {
     "logprobs_share": (1, 0.05, ""),
     "multi_n_share": (1, 0.05, ""),
-    "long_max_tokens_share": (1, 0.05, ""),
 }
 
 
@@ -160,3 +164,14 @@ class RequestShapeDetector(PeerProfileDetector):
 
     def _spec(self) -> dict[str, tuple[int, float, str]]:
         return self.features if self.features is not None else REQUEST_FEATURES
+
+
+@register
+class SamplingParamsDetector(PeerProfileDetector):
+    """Accounts asking for log-probabilities or several samples more than their peers."""
+
+    name: ClassVar[str] = "sampling_params"
+    inputs: ClassVar[tuple[str, ...]] = ("exchanges", *SAMPLING_FEATURES)
+
+    def _spec(self) -> dict[str, tuple[int, float, str]]:
+        return self.features if self.features is not None else SAMPLING_FEATURES
