@@ -19,7 +19,6 @@ over its members, which lifts the low-volume members that a per-account view mis
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -271,7 +270,3 @@ def link_accounts(
     campaigns.sort(key=lambda c: (-c.score, -len(c.account_ids)))
     return campaigns
 
-
-def evidence_weight(cfg: LinkingConfig, key: str, accounts: int) -> float:
-    """What one shared value is worth (for reasons and tests)."""
-    return cfg.keys[key] / math.log2(1.0 + accounts)
