@@ -3,7 +3,9 @@ plus the rejected ones, with the file and line (or row) number of every row."""
 
 from __future__ import annotations
 
+import functools
 import io
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
@@ -158,9 +160,9 @@ def _epoch_to_ts(arr: pa.Array) -> pa.Array:
     nums = arr.cast(pa.float64()).to_numpy(zero_copy_only=False)
     us = np.where(np.abs(nums) >= EPOCH_MS_THRESHOLD, nums * 1_000.0, nums * 1_000_000.0)
     mask = np.isnan(us)
-    return pa.array(np.round(np.nan_to_num(us)).astype(np.int64), pa.int64(), mask=mask).cast(
-        TS_TYPE
-    )
+    # out-of-range values are clipped here and refused by the range check that follows
+    us = np.clip(np.round(np.nan_to_num(us)), -9.2e18, 9.2e18)
+    return pa.array(us.astype(np.int64), pa.int64(), mask=mask).cast(TS_TYPE)
 
 
 def _fast_timestamps(arr: pa.Array) -> pa.Array | None:
@@ -280,14 +282,62 @@ def _parse_block(
         )
         for ln, head, size in block.oversize
     ]
-    if block.ends is not None and try_fast:
-        numbers = np.arange(block.first_line, block.first_line + len(block.ends), dtype=np.int64)
-        fast = _fast_block(block.data, numbers, block.line, name, columns, known, schema)
-        if fast is not None:
-            return Block(fast[0], rejects + fast[1], len(block))
-    table, screened_rejects, blank = _screen(*block.line_list(), name, columns, known, schema)
-    rejects.extend(screened_rejects)
-    return Block(table, rejects, len(block) - blank, dirty=True)
+    if block.ends is None or not try_fast:
+        table, screened, blank = _screen(*block.line_list(), name, columns, known, schema)
+        rejects.extend(screened)
+        return _finish(table, rejects, len(block) - blank)
+    ends = block.ends
+    numbers = np.arange(block.first_line, block.first_line + len(ends), dtype=np.int64)
+    fast = _fast_block(block.data, numbers, block.line, name, columns, known, schema)
+    if fast is not None:
+        return Block(fast[0], rejects + fast[1], len(block))
+    # A few bad rows in a big block: try the fast reader on eighths, and screen line by line
+    # only the eighths that hold them.
+    tables: list[pa.Table] = []
+    blank = 0
+    cuts = np.linspace(0, len(ends), PIECES + 1, dtype=np.int64)
+    for a, b in itertools.pairwise(cuts.tolist()):
+        if a == b:
+            continue
+        start = 0 if a == 0 else int(ends[a - 1]) + 1
+        piece = block.data[start : int(ends[b - 1])]
+        piece_numbers = numbers[a:b]
+        fast = _fast_block(
+            piece,
+            piece_numbers,
+            functools.partial(_line_at, block, a),
+            name,
+            columns,
+            known,
+            schema,
+        )
+        if fast is None:
+            lines = piece.split(b"\n")
+            table, screened, piece_blank = _screen(
+                lines, piece_numbers.tolist(), name, columns, known, schema
+            )
+            blank += piece_blank
+            rejects.extend(screened)
+            tables.append(table)
+        else:
+            tables.append(fast[0])
+            rejects.extend(fast[1])
+    return _finish(pa.concat_tables(tables), rejects, len(block) - blank)
+
+
+PIECES = 8
+
+
+def _line_at(block: LineBlock, offset: int, i: int) -> bytes:
+    return block.line(offset + i)
+
+
+DENSE_BAD_SHARE = 0.002  # past this share of bad rows, skip the fast reader on the next block
+
+
+def _finish(table: pa.Table, rejects: list[Reject], rows: int) -> Block:
+    # Dense bad rows make every piece fail: the next block goes straight to screening.
+    return Block(table, rejects, rows, dirty=len(rejects) > DENSE_BAD_SHARE * max(rows, 1))
 
 
 def _screen(

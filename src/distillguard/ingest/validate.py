@@ -109,7 +109,7 @@ def _timestamps(values: Sequence[object], col: str, errors: RowErrors) -> pa.Arr
         nums = np.asarray(values, dtype=np.float64)
         if bool(np.isfinite(nums).all()):
             us = np.where(np.abs(nums) >= EPOCH_MS_THRESHOLD, nums * 1_000.0, nums * 1_000_000.0)
-            us = np.round(us).astype(np.int64)
+            us = np.clip(np.round(us), -9.2e18, 9.2e18).astype(np.int64)  # range-checked below
             if bool(((us >= TS_MIN_US) & (us < TS_MAX_US)).all()):
                 return pa.array(us, pa.int64()).cast(TS_TYPE)
     out: list[int | None] = []
