@@ -1,4 +1,4 @@
-"""Shared fixtures: small exchange logs written on the fly (tests never read ../shared)."""
+"""Common fixtures: small exchange logs written on the fly (nothing read from outside the repo)."""
 
 from __future__ import annotations
 

@@ -95,11 +95,14 @@ def test_benign_lookalikes_not_flagged(clf: ElicitationClassifier) -> None:
     assert flagged == []
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: short question + 'explain your reasoning'")
-def test_known_gap_short_explain_your_reasoning(clf: ElicitationClassifier) -> None:
-    # Short prompts weigh each n-gram more (1/sqrt(length) normalisation), and this one is
-    # mostly the phrase attacks also use. Strict xfail: it fails loudly once fixed.
-    assert not clf.score_one("Is 91 prime? Explain your reasoning.").flagged
+def test_short_explain_your_reasoning_is_not_account_evidence(clf: ElicitationClassifier) -> None:
+    # Known gap (docs/content.md): short prompts weigh each n-gram more (1/sqrt(length)
+    # normalisation), so the n-gram model alone flags this honest question. No attack rule
+    # fires on it, and the scan counts only rule-backed flags toward an account, so a
+    # student asking this all day is not evidence. Fails if a rule starts matching it.
+    s = clf.score_one("Is 91 prime? Explain your reasoning.")
+    rules = [x for x in s.signals if x != "lexical" and not x.startswith("context:")]
+    assert rules == []
 
 
 def test_attacks_flagged(clf: ElicitationClassifier) -> None:

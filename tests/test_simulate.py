@@ -1,4 +1,4 @@
-"""Tests for ``distillguard simulate`` at tiny scale (vendored data only, no ../shared)."""
+"""Tests for ``distillguard simulate`` at tiny scale (vendored data only)."""
 
 from __future__ import annotations
 
