@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -159,7 +160,8 @@ def run_scan(
     score = _combine(outputs, weights) if outputs else np.zeros(len(X))
     flagged = score >= pol.threshold
 
-    first_flagged = _first_flagged(cum, peers, pol, weights, flagged, X.index, rep)
+    days = _DailyReplay(cum, peers, pol)
+    first_flagged = _first_flagged(days, pol, weights, flagged, X.index, rep)
     if len(cum):
         # A checkpoint's end can fall after the last log line; and an account that only the
         # full data flags was flagged when the data ended.
@@ -183,12 +185,14 @@ def run_scan(
         )
         # A campaign is judged like one account made of all its members' traffic, against
         # the accounts' baselines: 25 exchanges a day each is thin evidence, 500 is not.
-        pooled = _pooled_scores(linked, last, fitted, [s.campaign_weight for s in pol.detectors])
+        pooled = _pooled_scores(
+            linked, last.set_index("account_id"), fitted, [s.campaign_weight for s in pol.detectors]
+        )
         for c, p in zip(linked, pooled, strict=True):
             c.score = p
         campaigns = [c for c in linked if c.score >= pol.threshold]
 
-    campaign_found = _campaign_found_at(campaigns, cum, peers, pol)
+    campaign_found = _campaign_found_at(campaigns, cum, days, pol)
     reasons = _reasons(outputs, [s.name for s in pol.detectors], flagged)
     final = np.clip(score, 0.0, 1.0)
     final_flag = flagged.copy()
@@ -355,13 +359,13 @@ def _consistent_members(
 
 
 def _campaign_found_at(
-    campaigns: list[Campaign], cum: pd.DataFrame, peers: pd.Series, pol: Policy
+    campaigns: list[Campaign], cum: pd.DataFrame, days: _DailyReplay, pol: Policy
 ) -> dict[str, pd.Timestamp]:
     """When a daily job would first have scored each campaign over the threshold.
 
-    At each day's end the members' pooled sums so far are scored against baselines refitted
-    on the accounts active that day, as for single accounts. The membership itself is the
-    final one (linking is not replayed per day).
+    At each day's end the members' pooled sums so far are scored against that day's
+    baselines, as for single accounts. The membership itself is the final one (linking is
+    not replayed per day).
     """
     found: dict[str, pd.Timestamp] = {}
     if not campaigns or cum.empty:
@@ -369,22 +373,14 @@ def _campaign_found_at(
     members = {a for c in campaigns for a in c.account_ids}
     rows = cum[cum["account_id"].isin(members)].sort_values("bucket")
     weights = [s.campaign_weight for s in pol.detectors]
-    cols = [*SUM_COLUMNS, *CONTENT_SUM_COLUMNS, "active_buckets"]
-    for bucket, active in cum.groupby("bucket", sort=True):
+    for day, day_end, _, fitted in days:
         todo = [c for c in campaigns if c.campaign_id not in found]
         if not todo:
             break
-        X = _features(active, peers)
-        fitted = [create(s.name, s.params).fit(X) for s in pol.detectors]
-        upto = rows[rows["bucket"] <= bucket].groupby("account_id").tail(1).set_index("account_id")
-        pooled = pd.DataFrame(
-            [upto.reindex(c.account_ids)[cols].fillna(0).sum() for c in todo], columns=cols
-        )
-        pooled["account_id"] = [c.campaign_id for c in todo]
-        outs = [d.score(_features(pooled, pd.Series(dtype=object)), explain=False) for d in fitted]
-        for c, s in zip(todo, _combine(outs, weights), strict=True):
-            if s >= pol.threshold:
-                found[c.campaign_id] = pd.Timestamp(str(bucket)) + timedelta(days=1)
+        upto = rows[rows["bucket"] <= day].groupby("account_id").tail(1).set_index("account_id")
+        for c, score in zip(todo, _pooled_scores(todo, upto, fitted, weights), strict=True):
+            if score >= pol.threshold:
+                found[c.campaign_id] = day_end
     return found
 
 
@@ -399,13 +395,19 @@ def _capability_mix(campaigns: list[Campaign], last: pd.DataFrame) -> dict[str, 
 
 
 def _pooled_scores(
-    campaigns: list[Campaign], last: pd.DataFrame, fitted: list[Any], weights: list[float]
+    campaigns: list[Campaign], sums: pd.DataFrame, fitted: list[Any], weights: list[float]
 ) -> list[float]:
+    """Each campaign scored as one account made of its members' summed traffic.
+
+    ``sums`` holds the members' sums indexed by account; a member missing from it (not yet
+    active at a checkpoint) counts as zero.
+    """
     if not campaigns:
         return []
-    sums = last.set_index("account_id")
     cols = [*SUM_COLUMNS, *CONTENT_SUM_COLUMNS, "active_buckets"]
-    pooled = pd.DataFrame([sums.loc[c.account_ids, cols].sum() for c in campaigns], columns=cols)
+    pooled = pd.DataFrame(
+        [sums.reindex(c.account_ids)[cols].fillna(0).sum() for c in campaigns], columns=cols
+    )
     pooled["account_id"] = [c.campaign_id for c in campaigns]
     X = _features(pooled, pd.Series(dtype=object))
     outs = [det.score(X, explain=False) for det in fitted]
@@ -427,37 +429,51 @@ def _reasons(
     return out
 
 
+class _DailyReplay:
+    """Each day's end as a daily batch job would have seen it: the accounts active that day
+    with their sums so far, and the detectors fitted on them (so no later data leaks in).
+
+    Computed lazily and once, for the account replay and the campaign replay alike.
+    """
+
+    def __init__(self, cum: pd.DataFrame, peers: pd.Series, pol: Policy) -> None:
+        self._days = iter(cum.groupby("bucket", sort=True))
+        self._peers = peers
+        self._pol = pol
+        self._seen: list[tuple[Any, pd.Timestamp, pd.DataFrame, list[Any]]] = []
+        self.count = int(cum["bucket"].nunique()) if len(cum) else 0
+
+    def __iter__(self) -> Iterator[tuple[Any, pd.Timestamp, pd.DataFrame, list[Any]]]:
+        yield from list(self._seen)
+        for day, rows in self._days:
+            X = _features(rows, self._peers)
+            fitted = [create(s.name, s.params).fit(X) for s in self._pol.detectors]
+            item = (day, pd.Timestamp(str(day)) + timedelta(days=1), X, fitted)
+            self._seen.append(item)
+            yield item
+
+
 def _first_flagged(
-    cum: pd.DataFrame,
-    peers: pd.Series,
+    days: _DailyReplay,
     pol: Policy,
     weights: list[float],
     final_flagged: np.ndarray[Any, Any],
     ids: pd.Index,
     rep: Reporter,
 ) -> pd.Series:
-    """When a daily job would first have flagged each account, using only data up to then.
-
-    At each bucket's end, every account active in that bucket is scored on its sums so far
-    against the peers active in the same bucket; baselines are refitted at every checkpoint,
-    so no later data leaks in.
-    """
+    """When a daily job would first have flagged each account, using only data up to then:
+    at each day's end, the accounts active that day, on their sums so far, against that
+    day's baselines."""
     result = pd.Series(pd.NaT, index=ids, dtype="datetime64[us, UTC]")
     todo = set(ids[final_flagged])
-    if not todo or cum.empty:
+    if not todo or not days.count:
         return result
-    buckets = np.sort(cum["bucket"].unique())
-    rep.stage("replay checkpoints (first_flagged_at)", total=float(len(buckets)))
-    step = timedelta(days=1)
-    grouped = cum.groupby("bucket", sort=True)
-    for k, (bucket, rows) in enumerate(grouped):
-        X = _features(rows, peers)
-        outs = [create(s.name, s.params).fit(X).score(X, explain=False) for s in pol.detectors]
-        score = _combine(outs, weights)
-        hit = X.index[score >= pol.threshold]
-        new = [a for a in hit if a in todo]
+    rep.stage("replay checkpoints (first_flagged_at)", total=float(days.count))
+    for k, (_, day_end, X, fitted) in enumerate(days):
+        score = _combine([d.score(X, explain=False) for d in fitted], weights)
+        new = [a for a in X.index[score >= pol.threshold] if a in todo]
         if new:
-            result.loc[new] = pd.Timestamp(str(bucket)) + step
+            result.loc[new] = day_end
             todo.difference_update(new)
         rep.advance(k + 1)
         if not todo:
