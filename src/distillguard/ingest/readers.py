@@ -146,6 +146,22 @@ def _done(item: tuple[Future[Block], int]) -> Block:
     return block
 
 
+def _drop_bad(
+    table: pa.Table,
+    errors: RowErrors,
+    rejects: list[Reject],
+    name: str,
+    line_of: Callable[[int], int],
+    raw_of: Callable[[int], bytes],
+) -> pa.Table:
+    """Move the rows ``errors`` names from ``table`` to ``rejects`` (with line and raw text)."""
+    if not errors.reasons:
+        return table
+    for i in sorted(errors.reasons):
+        rejects.append(Reject(name, line_of(i), errors.reason(i), _raw_text(raw_of(i))))
+    return table.filter(pa.array(errors.good_mask()))
+
+
 def _extra_json(row: dict[str, Any]) -> str | None:
     present = {k: v for k, v in row.items() if v is not None}
     return orjson.dumps(present, default=str).decode() if present else None
@@ -247,11 +263,8 @@ def _fast_block(
     if extra_names:
         extras = [_extra_json(r) for r in tb.select(extra_names).to_pylist()]
     table = _assemble(columns, arrays, n, pa.array(numbers, pa.int64()), extras)
-    rejects = []
-    if errors.reasons:
-        for i in sorted(errors.reasons):
-            rejects.append(Reject(name, int(numbers[i]), errors.reason(i), _raw_text(raw_line(i))))
-        table = table.filter(pa.array(errors.good_mask()))
+    rejects: list[Reject] = []
+    table = _drop_bad(table, errors, rejects, name, lambda i: int(numbers[i]), raw_line)
     return table, rejects
 
 
@@ -442,11 +455,8 @@ def _dict_rows(
         elif col.required:
             errors.add_mask(np.ones(n, dtype=bool), f"missing required field '{col.name}'")
     table = _assemble(columns, arrays, n, numbers, extras)
-    rejects = []
-    if errors.reasons:
-        for i in sorted(errors.reasons):
-            rejects.append(Reject(name, numbers[i], errors.reason(i), _raw_text(items[i][2])))
-        table = table.filter(pa.array(errors.good_mask()))
+    rejects: list[Reject] = []
+    table = _drop_bad(table, errors, rejects, name, numbers.__getitem__, lambda i: items[i][2])
     return table, rejects
 
 
@@ -527,11 +537,12 @@ def _parquet_block(
     lines = list(range(offset + 1, offset + n + 1))
     table = _assemble(columns, arrays, n, lines, extras)
     rejects: list[Reject] = []
-    if errors.reasons:
-        for row_idx in sorted(errors.reasons):
-            raw = orjson.dumps(batch.slice(row_idx, 1).to_pylist()[0], default=str)
-            rejects.append(
-                Reject(name, offset + row_idx + 1, errors.reason(row_idx), _raw_text(raw))
-            )
-        table = table.filter(pa.array(errors.good_mask()))
+    table = _drop_bad(
+        table,
+        errors,
+        rejects,
+        name,
+        lambda i: offset + i + 1,
+        lambda i: orjson.dumps(batch.slice(i, 1).to_pylist()[0], default=str),
+    )
     return Block(table, rejects, n)
