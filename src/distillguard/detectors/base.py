@@ -61,9 +61,6 @@ class Detector(ABC):
         """Scores for the accounts in ``X``; ``explain=False`` skips writing reasons (the
         checkpoint replay only needs the numbers)."""
 
-    def fit_score(self, X: pd.DataFrame) -> DetectorOutput:
-        return self.fit(X).score(X)
-
 
 DETECTORS: dict[str, type[Detector]] = {}
 D = TypeVar("D", bound=type[Detector])
