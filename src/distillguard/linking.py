@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import ibis
@@ -27,7 +28,7 @@ import igraph as ig
 import numpy as np
 import pandas as pd
 
-from distillguard.engine import stable_hash
+from distillguard.engine import stable_hash, write_parquet
 
 TEMPLATE_CHARS = 40
 TEMPLATE_MIN_PROMPT = 60  # shorter prompts are whole questions, not template plus slot
@@ -105,28 +106,23 @@ def shared_values(
     accounts_table: Any | None,
     candidates: list[str],
     cfg: LinkingConfig,
+    work: Path | None = None,
 ) -> pd.DataFrame:
     """(account_id, key, value, accounts) for candidates' values shared by 2..max accounts.
 
     Popularity is counted over every account in the engine; only the candidates' rows of
-    the usable values come back to Python, so this stays small on big logs.
+    the usable values come back to Python, so this stays small on big logs. With a
+    ``work`` folder the per-account values are materialised there once.
     """
-    exprs = key_columns(t, tuple(cfg.keys))
+    plain = tuple(k for k in cfg.keys if k not in TEMPLATE_KEYS)
     parts = []
-    for key, expr in exprs.items():
+    for key, expr in key_columns(t, plain).items():
         part = t.select(account_id=t.account_id, key=ibis.literal(key), value=expr)
         part = part.filter(part.value.notnull() & (part.value != ""))
-        if key in TEMPLATE_KEYS:
-            # A template is a prefix (or suffix) around many *different* prompts. The first
-            # words of one popular question, asked by several people, are not a template.
-            variety = (
-                t.select(value=expr, h=stable_hash(t.prompt))
-                .group_by("value")
-                .aggregate(prompts=ibis._.h.nunique())
-            )
-            templates = variety.filter(variety.prompts >= cfg.template_min_prompts).select("value")
-            part = part.semi_join(templates, "value")
         parts.append(part.group_by(["account_id", "key", "value"]).aggregate(uses=part.count()))
+    for key in TEMPLATE_KEYS:
+        if key in cfg.keys:
+            parts.append(_template_uses(t, key, cfg.template_min_prompts))
     if accounts_table is not None and "payment_fingerprint" in cfg.keys:
         a = accounts_table
         parts.append(
@@ -141,6 +137,11 @@ def shared_values(
         return pd.DataFrame(columns=["account_id", "key", "value", "accounts", "held"])
     both = ibis.union(*parts, distinct=False)
     kv = both.group_by(["account_id", "key", "value"]).aggregate(uses=both.uses.sum())
+    if work is not None:
+        # Three steps below read these sums; without this each would rescan the log.
+        path = work / "link_values.parquet"
+        write_parquet(ibis.get_backend(kv), kv, path)
+        kv = ibis.get_backend(kv).read_parquet(path)
     pop = kv.group_by(["key", "value"]).aggregate(accounts=kv.account_id.nunique())
     usable = pop.filter((pop.accounts >= 2) & (pop.accounts <= cfg.max_key_accounts))
     spread = kv.group_by(["account_id", "key"]).aggregate(held=kv.value.nunique())
@@ -158,6 +159,34 @@ def shared_values(
         rows.select("account_id", "key", "value", "accounts", "held").to_pyarrow().to_pandas()
     )
     return df
+
+
+def _template_uses(t: Any, key: str, min_prompts: int) -> Any:
+    """(account_id, key, value, uses) for a prompt template key.
+
+    A template is a prefix (or suffix) around many *different* prompts: the first words of
+    one popular question, asked by several people, are not a template. Normalising text is
+    the costly part on a big log, so it runs once per distinct raw prefix, not per row;
+    and since each prompt has one raw prefix, a normalised value's variety is the sum of
+    its raw prefixes' (the engine's own hash is enough to count distinct prompts).
+    """
+    cut = (
+        t.prompt.left(TEMPLATE_CHARS) if key == "prompt_prefix" else t.prompt.right(TEMPLATE_CHARS)
+    )
+    raw = t.filter(t.prompt.length() >= TEMPLATE_MIN_PROMPT).select(
+        account_id=t.account_id, raw=cut, h=t.prompt.hash()
+    )
+    by_raw = raw.group_by("raw").aggregate(prompts=raw.h.nunique())
+    norm = by_raw.mutate(value=_normalised(by_raw.raw))
+    variety = norm.group_by("value").aggregate(prompts=norm.prompts.sum())
+    templates = variety.filter(variety.prompts >= min_prompts).select("value")
+    usable = norm.select("raw", "value").semi_join(templates, "value")
+    uses = raw.group_by(["account_id", "raw"]).aggregate(uses=raw.count()).join(usable, "raw")
+    return (
+        uses.group_by(["account_id", "value"])
+        .aggregate(key=ibis.literal(key), uses=uses.uses.sum())
+        .select("account_id", "key", "value", "uses")
+    )
 
 
 def pair_evidence(sv: pd.DataFrame, cfg: LinkingConfig) -> pd.DataFrame:
@@ -269,4 +298,3 @@ def link_accounts(
         campaigns.append(Campaign(f"C-{digest}", member_ids, score, shared, degree))
     campaigns.sort(key=lambda c: (-c.score, -len(c.account_ids)))
     return campaigns
-

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from types import TracebackType
 
 from rich.console import Console
@@ -31,9 +30,6 @@ class RichReporter:
         )
         self._task: TaskID | None = None
         self._total: float | None = None
-        self.timings: dict[str, float] = {}
-        self._name = ""
-        self._t0 = 0.0
 
     def __enter__(self) -> RichReporter:
         self.progress.start()
@@ -48,11 +44,10 @@ class RichReporter:
     def _finish(self) -> None:
         if self._task is not None:
             self.progress.update(self._task, completed=self.scale, total=self.scale)
-            self.timings[self._name] = round(time.perf_counter() - self._t0, 3)
 
     def stage(self, name: str, total: float | None = None) -> None:
         self._finish()
-        self._name, self._t0, self._total = name, time.perf_counter(), total
+        self._total = total
         self._task = self.progress.add_task(name, total=self.scale if total else None)
 
     def advance(self, done: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -34,7 +35,7 @@ from distillguard.ingest import StageResult, stage_inputs
 from distillguard.ingest.stage import DEFAULT_MAX_LINE_BYTES
 from distillguard.linking import Campaign, link_accounts, shared_values
 from distillguard.policy import Policy, bucket_unit, load_policy
-from distillguard.progress import NullReporter, Reporter
+from distillguard.progress import NullReporter, Reporter, StageTimer
 
 
 @dataclass
@@ -89,7 +90,7 @@ def run_scan(
     from distillguard.outputs import write_outputs
 
     started = time.perf_counter()
-    rep = reporter or NullReporter()
+    rep = StageTimer(reporter or NullReporter())
     pol = policy or load_policy()
     out_dir.mkdir(parents=True, exist_ok=True)
     work = out_dir / ".work"
@@ -178,7 +179,7 @@ def run_scan(
     candidates = [str(a) for a in own.index[own >= cfg.candidate_threshold]]
     campaigns: list[Campaign] = []
     if len(candidates) >= cfg.min_campaign_accounts:
-        sv = shared_values(t, acc_t, candidates, cfg)
+        sv = shared_values(t, acc_t, candidates, cfg, work)
         self_flagged = {str(a) for a in own.index[own >= pol.threshold]}
         linked = _consistent_members(
             link_accounts(sv, own, cfg, self_flagged), last, cfg.min_campaign_accounts
@@ -235,7 +236,6 @@ def run_scan(
         }
     )
 
-    rep.stage("write outputs", total=None)
     summary = {
         "rows_read": staged.rows_read,
         "rows_valid": staged.rows_valid,
@@ -251,13 +251,11 @@ def run_scan(
         "version": __version__,
         "policy": pol.source,
         "sources": staged.sources,
-        "stage_seconds": {},
+        "stage_seconds": rep.timings,
     }
-    timings = getattr(rep, "timings", None)
-    if isinstance(timings, dict):
-        summary["stage_seconds"] = timings
     rep.stage("score exchanges in flagged accounts", total=None)
     exchange_scores = _exchange_scores(con, t, table, classifier, work, pol.exchange_content_limit)
+    rep.stage("write outputs", total=None)
     write_outputs(
         out_dir,
         con,
@@ -265,7 +263,6 @@ def run_scan(
         table,
         campaigns,
         summary,
-        started,
         exchange_scores,
         capabilities=_capability_mix(campaigns, last),
         threshold=pol.threshold,
@@ -273,6 +270,9 @@ def run_scan(
         raw_ids=raw_ids,
     )
     con.disconnect()
+    rep.close()
+    summary["elapsed_s"] = round(time.perf_counter() - started, 3)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     _cleanup(work)
     return ScanResult(out_dir, summary, table, campaigns)
 

@@ -227,9 +227,12 @@ def _quarantine_duplicates(
     # Ingestion stays in process on DuckDB whatever engine the scan's later stages use.
     con = connect(EngineConfig(memory_limit=memory_limit, temp_dir=work_dir / "spill"))
     t = con.read_parquet(raw_path)
-    ranked = t.select("exchange_id", "_seq", "_source", "_line").mutate(
-        rank=ibis.row_number().over(group_by="exchange_id", order_by="_seq")
-    )
+    # Ranking every id is a sort of the whole log; grouping 64-bit hashes is a few times
+    # cheaper, and only the rows whose hash repeats (duplicates, rare collisions) get ranked.
+    hashed = t.select("exchange_id", "_seq", "_source", "_line", h=t.exchange_id.hash())
+    repeats = hashed.group_by("h").aggregate(n=hashed.count()).filter(lambda r: r.n > 1)
+    candidates = hashed.semi_join(repeats, "h").drop("h")
+    ranked = candidates.mutate(rank=ibis.row_number().over(group_by="exchange_id", order_by="_seq"))
     firsts = ranked.filter(ranked["rank"] == 0).select(
         "exchange_id", first_source="_source", first_line="_line"
     )

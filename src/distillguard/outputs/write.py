@@ -3,8 +3,6 @@ and the STIX bundle, with the column types CONTRACT §2 promises."""
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +93,6 @@ def write_outputs(
     accounts: pd.DataFrame,
     campaigns: list[Campaign],
     summary: dict[str, Any],
-    started: float,
     exchange_scores: Any,
     *,
     capabilities: dict[str, dict[str, int]] | None = None,
@@ -139,5 +136,3 @@ def write_outputs(
         threshold=threshold,
     )
     write_stix(out_dir / "indicators.stix.json", rows, raw_ids=raw_ids)
-    summary["elapsed_s"] = round(time.perf_counter() - started, 3)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
