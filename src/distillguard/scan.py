@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import ibis
+import ibis.selectors as sel
 import numpy as np
 import pandas as pd
 
@@ -288,13 +289,11 @@ def _exchange_scores(
     is classified now (up to ``limit``, a hash sample beyond). A conversation counts as
     eliciting if any of its turns does (tool-result turns carry no text of their own);
     unclassified exchanges take their account's mean. The other half of the evidence is
-    how long the answer is against the account's own exchanges (its percent rank).
+    how long the answer is against the account's own exchanges (its mid-rank, at the
+    resolution of quarter-octave length bins). Rows come out in no particular order.
     """
     acc = ibis.memtable(table[["account_id", "score"]].rename(columns={"score": "account_score"}))
     flagged = table.loc[table["flagged"], ["account_id"]]
-    base = t.select("exchange_id", "account_id", "conversation_id", "output_tokens", "_seq").join(
-        acc, "account_id"
-    )
     sampled = con.read_parquet(work / "content.parquet").select("exchange_id", "elicitation")
     sub = t.semi_join(ibis.memtable(flagged), "account_id").anti_join(sampled, "exchange_id")
     total = int(sub.count().execute())
@@ -308,20 +307,49 @@ def _exchange_scores(
         classifier,
         keep=("exchange_id",),
     )
-    # every account's sampled exchanges were classified already; flagged accounts' rest now
+    # Every account's sampled exchanges were classified already; flagged accounts' rest now.
+    # Everything per account or conversation is aggregated on these classified rows or on
+    # a small histogram and joined back, so the log itself is read once and never sorted.
     ec = sampled.union(con.read_parquet(path).select("exchange_id", "elicitation"))
-    j = base.left_join(ec, "exchange_id").drop("exchange_id_right")
-    conv = ibis.window(group_by=[j.account_id, j.conversation_id])
-    conv_max = ibis.cases(
-        (j.conversation_id.notnull(), j.elicitation.max().over(conv)), else_=j.elicitation
+    rows = t.select("exchange_id", "account_id", "conversation_id", "output_tokens")
+    known = rows.join(ec, "exchange_id")
+    convs = (
+        known.filter(known.conversation_id.notnull())
+        .group_by(["account_id", "conversation_id"])
+        .aggregate(conv_max=known.elicitation.max())
     )
-    acct_mean = j.elicitation.mean().over(ibis.window(group_by=j.account_id))
-    e = ibis.greatest(j.elicitation, conv_max).fill_null(acct_mean).fill_null(1.0)
-    # Measured against the account's own traffic: harvested answers are the long ones.
-    longer = ibis.percent_rank().over(group_by=j.account_id, order_by=j.output_tokens)
-    evidence = (e.cast("float64") + longer.cast("float64")) / 2.0
-    scored = j.mutate(score=(j.account_score * (0.5 + 0.5 * evidence)))
-    return scored.order_by("_seq").select("exchange_id", "account_id", "score")
+    accts = known.group_by("account_id").aggregate(acct_mean=known.elicitation.mean())
+    # Harvested answers are the long ones, measured against the account's own traffic: the
+    # mid-rank of the answer's length bin (a quarter octave) among the account's answers.
+    binned = rows.select("account_id", bin=_length_bin(rows.output_tokens))
+    hist = binned.group_by(["account_id", "bin"]).aggregate(n=binned.count())
+    below = hist.n.sum().over(
+        ibis.window(group_by=hist.account_id, order_by=hist.bin, preceding=None, following=0)
+    )
+    size = hist.n.sum().over(ibis.window(group_by=hist.account_id))
+    hist = hist.mutate(
+        longer=ibis.cases((size > 1, (below - hist.n + (hist.n - 1) / 2.0) / (size - 1)), else_=0.0)
+    ).select("account_id", "bin", "longer")
+    j = (
+        rows.mutate(bin=_length_bin(rows.output_tokens))
+        .join(acc, "account_id")
+        .left_join(ec, "exchange_id")
+        .select(~sel.endswith("_right"))
+        .left_join(convs, ["account_id", "conversation_id"])
+        .select(~sel.endswith("_right"))
+        .left_join(accts, "account_id")
+        .select(~sel.endswith("_right"))
+        .join(hist, ["account_id", "bin"])
+    )
+    # A conversation counts as eliciting if any of its turns does (tool-result turns carry
+    # no text of their own); an exchange nobody classified takes its account's mean.
+    e = ibis.greatest(j.elicitation, j.conv_max).fill_null(j.acct_mean).fill_null(1.0)
+    evidence = (e.cast("float64") + j.longer.cast("float64")) / 2.0
+    return j.select("exchange_id", "account_id", score=j.account_score * (0.5 + 0.5 * evidence))
+
+
+def _length_bin(tokens: Any) -> Any:
+    return (tokens.cast("float64") + 1.0).log2().mul(4).floor().cast("int64")
 
 
 def _consistent_members(

@@ -325,25 +325,24 @@ def _step_label(step: pd.Timedelta) -> str:
     return f"{minutes} min"
 
 
-def _account_values(exchanges: pd.DataFrame, members: list[str]) -> dict[str, dict[str, set[str]]]:
-    """kind -> value -> accounts, recomputed with linking's definitions (for the edges)."""
+def _account_values(
+    exchanges: pd.DataFrame, members: list[str], wanted: dict[str, set[str]]
+) -> dict[str, dict[str, set[str]]]:
+    """kind -> value -> accounts for the ``wanted`` values only, recomputed with linking's
+    definitions (for the edges). Only the indicators are drawn, so only they are grouped."""
     rows = exchanges[exchanges["account_id"].isin(set(members))]
-    out: dict[str, dict[str, set[str]]] = {}
+    columns: dict[str, tuple[pd.Series, pd.Series]] = {}
     for kind in EDGE_KINDS:
-        if kind in ("ip24", *TEMPLATE_KINDS):
-            continue
-        if kind not in rows.columns:
-            continue
-        sub = rows[["account_id", kind]].dropna().astype(str).drop_duplicates()
-        out[kind] = {str(v): set(g["account_id"]) for v, g in sub.groupby(kind)}
-    if "ip" in rows.columns:
+        if kind not in ("ip24", *TEMPLATE_KINDS) and kind in rows.columns:
+            sub = rows[["account_id", kind]].dropna()
+            columns[kind] = (sub["account_id"], sub[kind].astype(str))
+    if "ip" in rows.columns and "ip24" in wanted:
         ip = rows[["account_id", "ip"]].dropna().astype(str)
         v4 = ~ip["ip"].str.contains(":")
         net = ip["ip"].where(~v4, ip["ip"].str.replace(r"\.\d+$", ".0/24", regex=True))
         net = net.where(v4, ip["ip"].str.split(":").str[:4].str.join(":"))
-        sub = pd.DataFrame({"account_id": ip["account_id"], "v": net}).drop_duplicates()
-        out["ip24"] = {str(v): set(g["account_id"]) for v, g in sub.groupby("v")}
-    if "prompt" in rows.columns:
+        columns["ip24"] = (ip["account_id"], net)
+    if "prompt" in rows.columns and wanted.keys() & set(TEMPLATE_KINDS):
         p = rows[["account_id", "prompt"]].dropna()
         p = p[p["prompt"].str.len() >= 60]
 
@@ -351,10 +350,14 @@ def _account_values(exchanges: pd.DataFrame, members: list[str]) -> dict[str, di
             s = s.str.lower().str.replace(r"[0-9]+", "0", regex=True)
             return s.str.replace(r"\s+", " ", regex=True)
 
-        for kind, cut in (("prompt_prefix", p["prompt"].str[:40]), ("prompt_suffix", None)):
-            vals = norm(cut if cut is not None else p["prompt"].str[-40:])
-            sub = pd.DataFrame({"account_id": p["account_id"], "v": vals}).drop_duplicates()
-            out[kind] = {str(v): set(g["account_id"]) for v, g in sub.groupby("v")}
+        columns["prompt_prefix"] = (p["account_id"], norm(p["prompt"].str[:40]))
+        columns["prompt_suffix"] = (p["account_id"], norm(p["prompt"].str[-40:]))
+    out: dict[str, dict[str, set[str]]] = {}
+    for kind, (accounts, values) in columns.items():
+        keep = values.isin(wanted.get(kind, set()))
+        out[kind] = {}
+        for acc, value in zip(accounts[keep].astype(str), values[keep], strict=True):
+            out[kind].setdefault(str(value), set()).add(acc)
     return out
 
 
@@ -376,11 +379,11 @@ def graph_svg(
         pos[acc] = (cx + radius * math.cos(angle), cy + radius * math.sin(angle))
     edges: dict[tuple[str, str], str] = {}
     if exchanges is not None and not exchanges.empty and ids:
-        values = _account_values(exchanges, ids)
         wanted: dict[str, set[str]] = {}
         for ind in indicators:
             kind, value = _kind_value(ind)
             wanted.setdefault(kind, set()).add(value)
+        values = _account_values(exchanges, ids, wanted)
         # strongest kinds first, so an edge is coloured by its best evidence
         for kind in EDGE_KINDS:
             for value in wanted.get(kind, set()):
