@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from distillguard.engine import connect
+from distillguard.engine import connect, parquet_glob
 from distillguard.features import FEATURE_NAMES, SUM_COLUMNS, account_bucket_frame, derive_features
 from distillguard.gateway import Gateway, GatewayConfig, GatewayPolicy
 from distillguard.gateway.config import RateLimit
@@ -84,7 +84,7 @@ def test_online_features_equal_batch_over_the_decision_log(
     staged = stage_inputs([tmp_path], work / "stage", work / "q.jsonl")
     assert (staged.rows_read, staged.rows_quarantined) == (120, 0)
     con = connect()
-    t = con.read_parquet(str(staged.exchanges_path))
+    t = con.read_parquet(parquet_glob(staged.exchanges_path))
     final = account_bucket_frame(t).sort_values("bucket").groupby("account_id").tail(1)
     final = final.set_index("account_id")
     assert len(final) == 4

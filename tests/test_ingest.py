@@ -315,6 +315,44 @@ def test_accounts_table(tmp_path: Path) -> None:
     assert any("missing required field 'account_id'" in r for r in reasons)
 
 
+@pytest.mark.parametrize("duplicate", [True, False])
+def test_parquet_staged_in_parallel_parts_matches_serial(tmp_path: Path, duplicate: bool) -> None:
+    """Row groups staged by worker processes, each into its own part file, give the same
+    valid rows, rejects and first-kept duplicates as one process reading in order."""
+    rows = _rows(2000)
+    for i in range(7, 2000, 211):
+        rows[i] = {**rows[i], "input_tokens": -1}  # bad rows scattered over the parts
+    if duplicate:
+        rows[1990] = {**rows[1990], "exchange_id": rows[3]["exchange_id"]}  # a late one
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=100)
+    runs = {}
+    for workers in (1, 2):
+        d = tmp_path / f"w{workers}"
+        d.mkdir()
+        result, quarantined, valid = stage(
+            d, path, workers=workers, parallel_min_bytes=0, part_rows=250
+        )
+        valid = valid.sort_by("_seq")
+        runs[workers] = (result, quarantined, valid)
+        assert result.duplicates == int(duplicate)
+        dups = [q["line"] for q in quarantined if "duplicate" in q["reason"]]
+        assert dups == ([1991] if duplicate else [])
+    (r1, q1, v1), (r2, q2, v2) = runs[1], runs[2]
+    # without duplicates the parallel parts are read in place: 20 row groups of 100 rows,
+    # a task closing once it holds 250+ rows (3 groups), make 7 parts
+    parts = list(r2.exchanges_path.glob("part-0*.parquet")) if r2.exchanges_path.is_dir() else []
+    assert len(parts) == (0 if duplicate else 7)
+    assert (r1.rows_read, r1.rows_valid, r1.rows_quarantined) == (
+        r2.rows_read,
+        r2.rows_valid,
+        r2.rows_quarantined,
+    )
+    assert [(q["line"], q["reason"]) for q in q1] == [(q["line"], q["reason"]) for q in q2]
+    for col in ("exchange_id", "_line", "account_id", "ts", "input_tokens"):
+        assert v1.column(col).to_pylist() == v2.column(col).to_pylist(), col
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_scattered_bad_rows_among_many_good(tmp_path: Path, workers: int) -> None:
     """Bad rows spread through big blocks: each is caught, every good row kept, in order,

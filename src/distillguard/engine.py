@@ -164,6 +164,11 @@ def write_parquet(con: Any, expr: Any, path: Path) -> None:
     shutil.rmtree(parts, ignore_errors=True)
 
 
+def parquet_glob(path: Path) -> str:
+    """What to read for ``path``: the file itself, or every Parquet file in the folder."""
+    return str(path / "*.parquet") if path.is_dir() else str(path)
+
+
 def stable_hash(value: Any) -> Any:
     """A hash of a string column that every engine computes identically (md5, hex).
 

@@ -285,12 +285,12 @@ def _key_values(exchanges: Path, accounts: Path | None, kinds: set[str]) -> pd.D
     """Distinct (account_id, kind, value) of our logs, with the linking definitions."""
     import ibis
 
-    from distillguard.engine import connect
+    from distillguard.engine import connect, parquet_glob
     from distillguard.linking import key_columns
     from distillguard.policy import LINK_KEYS
 
     con = connect()
-    t = con.read_parquet(exchanges)
+    t = con.read_parquet(parquet_glob(exchanges))
     link_kinds = tuple(k for k in LINK_KEYS if k in kinds)
     parts = []
     for kind, expr in key_columns(t, link_kinds).items():

@@ -115,12 +115,12 @@ def _exchange_times(
 ) -> pd.DataFrame:
     import ibis
 
-    from distillguard.engine import EngineConfig, connect
+    from distillguard.engine import EngineConfig, connect, parquet_glob
     from distillguard.ingest import stage_inputs
 
     staged = stage_inputs(list(inputs), work, work / "quarantine.jsonl", accounts=accounts)
     con = connect(EngineConfig(temp_dir=work / "spill"))
-    t = con.read_parquet(staged.exchanges_path)
+    t = con.read_parquet(parquet_glob(staged.exchanges_path))
     keep = ibis.memtable(pd.DataFrame({"account_id": pd.Series(listed, dtype=str)}))
     rows = t.semi_join(keep, "account_id").select("exchange_id", "account_id", "ts")
     df: pd.DataFrame = rows.to_pyarrow().to_pandas()

@@ -18,7 +18,7 @@ import pandas as pd
 from distillguard import __version__
 from distillguard.detectors import DetectorOutput, create
 from distillguard.detectors.base import ALL_PEERS
-from distillguard.engine import EngineConfig, connect, engine_name, hash_sample
+from distillguard.engine import EngineConfig, connect, engine_name, hash_sample, parquet_glob
 from distillguard.features import (
     CONTENT_SUM_COLUMNS,
     SUM_COLUMNS,
@@ -117,7 +117,7 @@ def run_scan(
         temp_dir=(engine.temp_dir if engine else None) or work / "spill",
     )
     con = connect(engine_cfg)
-    t = con.read_parquet(staged.exchanges_path, table_name="exchanges")
+    t = con.read_parquet(parquet_glob(staged.exchanges_path), table_name="exchanges")
     if t.ts.type().timezone is None:
         # Spark reads the staged UTC time stamps as zone-less (in its UTC session): say they
         # are UTC, so every time that comes back is zoned as it is from DuckDB.

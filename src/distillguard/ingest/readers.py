@@ -488,20 +488,36 @@ def _fast_cast(col: Column, arr: pa.Array) -> pa.Array | None:
     return None
 
 
+def parquet_row_groups(source: SourceFile) -> list[int]:
+    """Rows in each row group of a Parquet file (read from its footer)."""
+    try:
+        meta = pq.ParquetFile(source.path).metadata
+    except (OSError, pa.ArrowInvalid) as err:
+        raise InputError(f"not a readable Parquet file: {err}", source=str(source)) from None
+    return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+
+
 def read_parquet(
-    source: SourceFile, columns: tuple[Column, ...], *, batch_rows: int = 65536
+    source: SourceFile,
+    columns: tuple[Column, ...],
+    *,
+    batch_rows: int = 65536,
+    row_groups: list[int] | None = None,
+    first_row: int = 0,
 ) -> Iterator[Block]:
+    """Blocks of a Parquet file; or of ``row_groups`` only, the first starting at row
+    ``first_row`` of the file (so row numbers stay the file's)."""
     name = str(source)
     try:
         pf = pq.ParquetFile(source.path)
     except (OSError, pa.ArrowInvalid) as err:
         raise InputError(f"not a readable Parquet file: {err}", source=name) from None
     known = {c.name for c in columns}
-    offset = 0
+    offset = first_row
     total_rows = max(pf.metadata.num_rows, 1)
     size = source.path.stat().st_size
     try:
-        for batch in pf.iter_batches(batch_size=batch_rows):
+        for batch in pf.iter_batches(batch_size=batch_rows, row_groups=row_groups):
             block = _parquet_block(batch, name, columns, known, offset)
             offset += batch.num_rows
             block.position = size * offset // total_rows

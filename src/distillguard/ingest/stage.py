@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -22,11 +23,18 @@ import ibis
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from distillguard.engine import EngineConfig, connect, iter_batches
+from distillguard.engine import EngineConfig, connect, iter_batches, parquet_glob
 from distillguard.errors import InputError
-from distillguard.ingest.readers import Block, Reject, read_jsonl, read_parquet
+from distillguard.ingest.readers import (
+    Block,
+    Reject,
+    parquet_row_groups,
+    read_jsonl,
+    read_parquet,
+)
 from distillguard.ingest.sources import SourceFile, expand_inputs
 from distillguard.schema import ACCOUNT_COLUMNS, EXCHANGE_COLUMNS, Column
 
@@ -81,6 +89,54 @@ def _blocks(
 
 def _warm(i: int) -> int:
     return i
+
+
+PART_ROWS = 1 << 20  # rows a worker stages per task: a few hundred MB of text at most
+
+
+def _parquet_tasks(
+    row_counts: list[int], part_rows: int = PART_ROWS
+) -> list[tuple[list[int], int]]:
+    """Consecutive row groups grouped into tasks of about ``part_rows`` rows each:
+    (row group indices, the file row the first one starts at)."""
+    tasks: list[tuple[list[int], int]] = []
+    start = rows = 0
+    group: list[int] = []
+    for i, n in enumerate(row_counts):
+        group.append(i)
+        rows += n
+        if rows >= part_rows:
+            tasks.append((group, start))
+            start, rows, group = start + rows, 0, []
+    if group:
+        tasks.append((group, start))
+    return tasks
+
+
+def _stage_parquet_part(
+    source: SourceFile, row_groups: list[int], first_row: int, seq_base: int, out: Path
+) -> tuple[int, list[Reject]]:
+    """A worker validates some row groups and writes their valid rows to its own part file,
+    so neither the rows nor their writing pass through the parent process. A row's
+    ``_seq`` is ``seq_base`` plus its row number in the file: increasing in file order,
+    which is all deduplication needs."""
+    schema = staged_schema()
+    read = 0
+    rejects: list[Reject] = []
+    with pq.ParquetWriter(out, schema, compression="snappy") as writer:
+        for block in read_parquet(
+            source, EXCHANGE_COLUMNS, row_groups=row_groups, first_row=first_row
+        ):
+            read += block.rows_read
+            rejects.extend(block.rejects)
+            valid = block.valid
+            if valid.num_rows:
+                seq = pc.add(valid.column("_line").cast(pa.int64()), seq_base - 1)
+                table = valid.append_column(
+                    "_source", pa.array([str(source)] * valid.num_rows, pa.string())
+                ).append_column("_seq", seq)
+                writer.write_table(table.select(schema.names).cast(schema))
+    return read, rejects
 
 
 def _start_pool(workers: int) -> ProcessPoolExecutor:
@@ -161,31 +217,58 @@ def stage_inputs(
     workers: int | None = None,
     parallel_min_bytes: int = PARALLEL_MIN_BYTES,
     block_bytes: int = 8 << 20,
+    part_rows: int = PART_ROWS,
 ) -> StageResult:
     """Validate ``inputs`` into ``work_dir``; every row ends up valid or quarantined.
 
-    Big JSONL inputs are parsed by ``workers`` processes (default: one per core); the
-    order of rows, and so which duplicate counts as first, is the file order regardless.
+    Big JSONL inputs are parsed by ``workers`` processes (default: one per core), and big
+    Parquet inputs staged by them (about ``part_rows`` rows per task, each written to its
+    own part file); the order of rows, and so which duplicate counts as first, is the
+    file order regardless. ``exchanges_path`` is then a folder of Parquet files.
     """
     started = time.perf_counter()
     sources = expand_inputs(inputs)
     work_dir.mkdir(parents=True, exist_ok=True)
-    raw_path = work_dir / "exchanges.staged.parquet"
+    # A folder of part files: the parent writes one, each parallel Parquet task its own.
+    raw_path = work_dir / "exchanges.staged"
+    shutil.rmtree(raw_path, ignore_errors=True)
+    raw_path.mkdir()
     result = StageResult(raw_path, quarantine_path, None, sources=[str(s) for s in sources])
     total = sum(s.path.stat().st_size for s in sources) or 1
     done = 0
     quarantine = _Quarantine(quarantine_path)
     schema = staged_schema()
     seq = 0
-    jsonl_bytes = sum(s.path.stat().st_size for s in sources if s.format == "jsonl")
     n_workers = workers if workers is not None else (os.cpu_count() or 1)
-    executor = (
-        _start_pool(n_workers) if n_workers > 1 and jsonl_bytes >= parallel_min_bytes else None
-    )
+    big = sum(s.path.stat().st_size for s in sources if s.format in ("jsonl", "parquet"))
+    executor = _start_pool(n_workers) if n_workers > 1 and big >= parallel_min_bytes else None
+    parts = 0
     try:
-        with _BackgroundWriter(raw_path, schema) as writer:
+        with _BackgroundWriter(raw_path / "part-main.parquet", schema) as writer:
             for source in sources:
                 size = source.path.stat().st_size
+                groups = parquet_row_groups(source) if source.format == "parquet" else []
+                if executor is not None and len(groups) > 1:
+                    futures = []
+                    for row_groups, first_row in _parquet_tasks(groups, part_rows):
+                        out = raw_path / f"part-{parts:05d}.parquet"
+                        parts += 1
+                        futures.append(
+                            executor.submit(
+                                _stage_parquet_part, source, row_groups, first_row, seq, out
+                            )
+                        )
+                    rows = 0
+                    for future in futures:  # in file order, so the quarantine is too
+                        read, rejects = future.result()
+                        result.rows_read += read
+                        quarantine.write(rejects)
+                        rows += read
+                        if progress is not None:
+                            progress(done + size * rows // max(sum(groups), 1), total)
+                    seq += sum(groups)
+                    done += size
+                    continue
                 for block in _blocks(
                     source, EXCHANGE_COLUMNS, max_line_bytes, executor, block_bytes
                 ):
@@ -226,7 +309,7 @@ def _quarantine_duplicates(
     """Keep the first row of each ``exchange_id`` (file order, then line); quarantine the rest."""
     # Ingestion stays in process on DuckDB whatever engine the scan's later stages use.
     con = connect(EngineConfig(memory_limit=memory_limit, temp_dir=work_dir / "spill"))
-    t = con.read_parquet(raw_path)
+    t = con.read_parquet(parquet_glob(raw_path))
     # Ranking every id is a sort of the whole log; grouping 64-bit hashes is a few times
     # cheaper, and only the rows whose hash repeats (duplicates, rare collisions) get ranked.
     hashed = t.select("exchange_id", "_seq", "_source", "_line", h=t.exchange_id.hash())
@@ -272,7 +355,7 @@ def _quarantine_duplicates(
     valid_path = work_dir / "exchanges.valid.parquet"
     kept = t.anti_join(dup_seqs, "_seq")
     con.to_parquet(kept.order_by("_seq"), valid_path, compression="zstd")
-    raw_path.unlink()
+    shutil.rmtree(raw_path)
     return count
 
 
