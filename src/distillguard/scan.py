@@ -34,7 +34,13 @@ from distillguard.features.content import (
 )
 from distillguard.ingest import StageResult, stage_inputs
 from distillguard.ingest.stage import DEFAULT_MAX_LINE_BYTES
-from distillguard.linking import Campaign, link_accounts, shared_values
+from distillguard.linking import (
+    TEMPLATE_CHARS,
+    TEMPLATE_MIN_PROMPT,
+    Campaign,
+    link_accounts,
+    shared_values,
+)
 from distillguard.policy import Policy, bucket_unit, load_policy
 from distillguard.progress import NullReporter, Reporter, StageTimer
 
@@ -311,7 +317,15 @@ def _exchange_scores(
     # Everything per account or conversation is aggregated on these classified rows or on
     # a small histogram and joined back, so the log itself is read once and never sorted.
     ec = sampled.union(con.read_parquet(path).select("exchange_id", "elicitation"))
-    rows = t.select("exchange_id", "account_id", "conversation_id", "output_tokens")
+    # Wrapper repetition is looked for inside flagged accounts only, where the mixed
+    # traffic is; elsewhere it counts 0.
+    fl = ibis.memtable(flagged)
+    inside = t.semi_join(fl, "account_id").select(*_EXCHANGE_COLUMNS, "prompt")
+    rows = _repeated_wrapper(inside).union(
+        t.anti_join(fl, "account_id").select(
+            *_EXCHANGE_COLUMNS, repeated=ibis.literal(0.0, "float64")
+        )
+    )
     known = rows.join(ec, "exchange_id")
     convs = (
         known.filter(known.conversation_id.notnull())
@@ -344,8 +358,42 @@ def _exchange_scores(
     # A conversation counts as eliciting if any of its turns does (tool-result turns carry
     # no text of their own); an exchange nobody classified takes its account's mean.
     e = ibis.greatest(j.elicitation, j.conv_max).fill_null(j.acct_mean).fill_null(1.0)
-    evidence = (e.cast("float64") + j.longer.cast("float64")) / 2.0
+    evidence = (e.cast("float64") + j.longer.cast("float64") + j.repeated) / 3.0
     return j.select("exchange_id", "account_id", score=j.account_score * (0.5 + 0.5 * evidence))
+
+
+def _repeated_wrapper(rows: Any, times: int = 3) -> Any:
+    """``rows`` with ``repeated``: 1.0 where a long prompt opens or closes with the same 40
+    characters as at least ``times`` of its account's prompts. Harvesters wrap each
+    question in a few fixed instructions; the people a proxy relays each write their own.
+    Counted by aggregation and joined back, so no prompt text is carried through a sort."""
+
+    def ends(r: Any) -> Any:
+        long = r.prompt.length() >= TEMPLATE_MIN_PROMPT
+        return r.select(
+            *_EXCHANGE_COLUMNS,
+            opening=ibis.cases((long, r.prompt.left(TEMPLATE_CHARS)), else_=ibis.null("string")),
+            closing=ibis.cases((long, r.prompt.right(TEMPLATE_CHARS)), else_=ibis.null("string")),
+        )
+
+    cut = ends(rows)
+    openings = (
+        ends(rows.view()).group_by(["account_id", "opening"]).aggregate(n_opening=ibis._.count())
+    )
+    closings = (
+        ends(rows.view()).group_by(["account_id", "closing"]).aggregate(n_closing=ibis._.count())
+    )
+    j = (
+        cut.left_join(openings, ["account_id", "opening"])
+        .left_join(closings, ["account_id", "closing"])
+        .select(*_EXCHANGE_COLUMNS, "opening", "n_opening", "n_closing")
+    )
+    n = ibis.greatest(j.n_opening.fill_null(0), j.n_closing.fill_null(0))
+    hit = j.opening.notnull() & (n >= times)
+    return j.select(*_EXCHANGE_COLUMNS, repeated=ibis.cases((hit, 1.0), else_=0.0))
+
+
+_EXCHANGE_COLUMNS = ("exchange_id", "account_id", "conversation_id", "output_tokens")
 
 
 def _length_bin(tokens: Any) -> Any:
