@@ -74,6 +74,8 @@ def _features(sums: pd.DataFrame, peers: pd.Series) -> pd.DataFrame:
     feats = pd.DataFrame(derive_features(cols), index=sums["account_id"].to_numpy())
     feats.index.name = "account_id"
     feats["peer_group"] = peers.reindex(feats.index).fillna(ALL_PEERS).to_numpy()
+    if "accounts" in sums.columns:  # a campaign's pooled row: how many accounts it holds
+        feats["accounts"] = sums["accounts"].to_numpy(dtype=np.float64)
     return feats
 
 
@@ -485,6 +487,7 @@ def _pooled_scores(
         [sums.reindex(c.account_ids)[cols].fillna(0).sum() for c in campaigns], columns=cols
     )
     pooled["account_id"] = [c.campaign_id for c in campaigns]
+    pooled["accounts"] = [len(c.account_ids) for c in campaigns]
     X = _features(pooled, pd.Series(dtype=object))
     outs = [det.score(X, explain=False) for det in fitted]
     return [float(x) for x in _combine(outs, weights)]

@@ -6,6 +6,7 @@ runs over it automatically.
 """
 
 from distillguard.detectors import content as _content  # noqa: F401  (registers)
+from distillguard.detectors import distribution as _distribution  # noqa: F401  (registers)
 from distillguard.detectors import peer_profile as _peer_profile  # noqa: F401  (registers)
 from distillguard.detectors.base import (
     DETECTORS,

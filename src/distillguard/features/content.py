@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from distillguard.content.model import LEXICAL_SIGNAL
 from distillguard.engine import iter_batches, stable_hash
+from distillguard.features.sketch import SKETCH_COLUMNS, SKETCH_SQ_COLUMN, prompt_sketch
 
 # Capabilities a harvester targets; each gets a running count per account.
 TRACKED_CAPABILITIES = ("coding", "math", "agentic")
@@ -28,6 +29,8 @@ CONTENT_SUM_COLUMNS = (
     "c_elicit_sum",
     *(f"c_cap_{c}" for c in TRACKED_CAPABILITIES),
     "c_cap_other",
+    *SKETCH_COLUMNS,
+    SKETCH_SQ_COLUMN,
 )
 
 
@@ -69,9 +72,11 @@ def classify_to_parquet(
     *,
     keep: tuple[str, ...],
     progress: Callable[[int], None] | None = None,
+    sketch: bool = False,
 ) -> int:
     """Classify ``expr``'s prompts in Arrow batches; write ``keep`` columns plus
-    ``elicitation``, ``elicit`` and ``cap`` (index into TRACKED_CAPABILITIES, or "other")."""
+    ``elicitation``, ``elicit`` and ``cap`` (index into TRACKED_CAPABILITIES, or "other"),
+    and with ``sketch`` each prompt's quantised sketch (``features.sketch``)."""
     names = classifier.capability_names
     cap_map = np.array(
         [
@@ -93,9 +98,8 @@ def classify_to_parquet(
     done = 0
     try:
         for batch in iter_batches(con, expr, rows=16384):
-            s = classifier.score(
-                batch.column("prompt").to_pylist(), batch.column("system_prompt").to_pylist()
-            )
+            prompts = batch.column("prompt").to_pylist()
+            s = classifier.score(prompts, batch.column("system_prompt").to_pylist())
             cols = {name: batch.column(name) for name in keep}
             cols["elicitation"] = pa.array(s.elicitation, pa.float32())
             # Counted for an account only when a named rule backs the flag: the n-gram model
@@ -104,6 +108,11 @@ def classify_to_parquet(
             # 10,000 pieces of evidence.
             cols["elicit"] = pa.array((s.flagged & ((s.signals & rule_bits) != 0)).astype(np.int64))
             cols["cap"] = pa.array(cap_map[s.capability.astype(np.int64)], pa.int8())
+            if sketch:
+                vec, sq = prompt_sketch(prompts)
+                for j, name in enumerate(SKETCH_COLUMNS):
+                    cols[name] = pa.array(vec[:, j], pa.int32())
+                cols[SKETCH_SQ_COLUMN] = pa.array(sq, pa.int64())
             table = pa.table(cols)
             if writer is None:
                 writer = pq.ParquetWriter(out_path, table.schema)
@@ -120,6 +129,9 @@ def classify_to_parquet(
         empty["elicitation"] = pa.array([], pa.float32())
         empty["elicit"] = pa.array([], pa.int64())
         empty["cap"] = pa.array([], pa.int8())
+        if sketch:
+            empty |= {name: pa.array([], pa.int32()) for name in SKETCH_COLUMNS}
+            empty[SKETCH_SQ_COLUMN] = pa.array([], pa.int64())
         pq.write_table(pa.table(empty), out_path)
     return done
 
@@ -143,6 +155,7 @@ def score_sample(
         classifier,
         keep=("exchange_id", "account_id", "bucket"),
         progress=progress,
+        sketch=True,
     )
 
 
@@ -155,4 +168,6 @@ def content_bucket_sums(scored: Any) -> Any:
     for i, name in enumerate(TRACKED_CAPABILITIES):
         aggs[f"c_cap_{name}"] = (scored.cap == i).cast("int64").sum()
     aggs["c_cap_other"] = (scored.cap == len(TRACKED_CAPABILITIES)).cast("int64").sum()
+    for name in (*SKETCH_COLUMNS, SKETCH_SQ_COLUMN):
+        aggs[name] = scored[name].cast("int64").sum()
     return scored.group_by(["account_id", "bucket"]).aggregate(**aggs)

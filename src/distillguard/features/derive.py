@@ -8,6 +8,13 @@ from typing import Any
 import numpy as np
 
 from distillguard.features.aggregates import HOUR_COLUMNS
+from distillguard.features.sketch import (
+    SKETCH_COLUMNS,
+    SKETCH_FEATURES,
+    SKETCH_SCALE,
+    SKETCH_SQ_COLUMN,
+    SKETCH_SQ_FEATURE,
+)
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 
@@ -71,7 +78,14 @@ def derive_features(sums: Mapping[str, Any], *, bucket_days: float = 1.0) -> dic
 def _content_features(sums: Mapping[str, Any]) -> dict[str, FloatArray]:
     sampled = _arr(sums["c_n"])
     safe = np.maximum(sampled, 1.0)
-    return {
+    # The prompt sketch as means over the sampled prompts (a kernel mean embedding); with
+    # ``content_sampled`` they give back the sums the distribution test needs.
+    sketch: dict[str, FloatArray] = {}
+    if SKETCH_SQ_COLUMN in sums:
+        for col, feat in zip(SKETCH_COLUMNS, SKETCH_FEATURES, strict=True):
+            sketch[feat] = _arr(sums[col]) / (safe * SKETCH_SCALE)
+        sketch[SKETCH_SQ_FEATURE] = _arr(sums[SKETCH_SQ_COLUMN]) / (safe * SKETCH_SCALE**2)
+    return sketch | {
         "content_sampled": sampled,
         "elicitation_share": _arr(sums["c_elicit"]) / safe,
         "mean_elicitation": _arr(sums["c_elicit_sum"]) / safe,
