@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from functools import cache
 from importlib import resources
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -206,3 +208,35 @@ def test_an_account_is_left_out_of_its_own_reference(group: str) -> None:
     inside = det.score(X).raw[X.index.get_loc("big")]
     unseen = det.score(X.loc[["big"]].rename(index={"big": "someone_else"})).raw[0]
     assert inside > unseen > 0.0
+
+
+def test_scan_with_the_distribution_test_enabled(tmp_path: Path) -> None:
+    """Off by default; a policy that lists it gets the sketch summed through the scan and
+    the detector's scores, and the default policy's results are unchanged by it."""
+    import tomllib
+
+    import distillguard.policy
+    from distillguard.policy import load_policy, parse_policy
+    from distillguard.scan import run_scan
+    from tests.conftest import traffic, write_jsonl
+
+    log = write_jsonl(tmp_path / "traffic.jsonl", traffic(seed=2))
+    default = load_policy()
+    assert "distribution" not in {d.name for d in default.detectors}
+    text = (Path(distillguard.policy.__file__).parent / "policies" / "default.toml").read_text()
+    data = tomllib.loads(text)
+
+    def accounts(policy: Any, name: str) -> pd.DataFrame:
+        out = run_scan([log], tmp_path / name, policy=policy).accounts
+        return out.set_index("account_id").sort_index()
+
+    plain = accounts(default, "plain")
+    runs = {}
+    for weight in (0.0, 1.0):
+        data["detectors"]["distribution"] = {"weight": weight, "campaign_weight": 0.0}
+        runs[weight] = accounts(parse_policy(data, "t"), f"w{weight}")
+    # weight 0: the same accounts flagged with the same scores
+    assert plain["flagged"].tolist() == runs[0.0]["flagged"].tolist()
+    assert np.allclose(plain["score"], runs[0.0]["score"])
+    # with weight, its scores (from the sketch sums the scan carried) move the accounts'
+    assert not np.allclose(plain["score"], runs[1.0]["score"])

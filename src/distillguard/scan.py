@@ -26,6 +26,7 @@ from distillguard.features import (
     derive_features,
 )
 from distillguard.features.content import (
+    SKETCH_SUM_COLUMNS,
     TRACKED_CAPABILITIES,
     classify_to_parquet,
     content_bucket_sums,
@@ -68,8 +69,13 @@ def _peer_groups(accounts: pd.DataFrame | None, ids: pd.Index) -> pd.Series:
     return tiers.reindex(ids).fillna(ALL_PEERS).astype(str)
 
 
+def _sum_columns(sums: pd.DataFrame) -> list[str]:
+    sketch = [c for c in SKETCH_SUM_COLUMNS if c in sums.columns]
+    return [*SUM_COLUMNS, *CONTENT_SUM_COLUMNS, *sketch]
+
+
 def _features(sums: pd.DataFrame, peers: pd.Series) -> pd.DataFrame:
-    cols = {name: sums[name].to_numpy() for name in (*SUM_COLUMNS, *CONTENT_SUM_COLUMNS)}
+    cols = {name: sums[name].to_numpy() for name in _sum_columns(sums)}
     cols["active_buckets"] = sums["active_buckets"].to_numpy()
     feats = pd.DataFrame(derive_features(cols), index=sums["account_id"].to_numpy())
     feats.index.name = "account_id"
@@ -146,12 +152,16 @@ def run_scan(
     per_bucket = per_bucket_for_budget(
         t, per_bucket=pol.content_per_bucket, budget=pol.content_max_prompts, bucket=unit
     )
-    classified = score_sample(con, t, content_path, classifier, per_bucket=per_bucket, bucket=unit)
+    sketch = any(spec.name == "distribution" for spec in pol.detectors)
+    classified = score_sample(
+        con, t, content_path, classifier, per_bucket=per_bucket, bucket=unit, sketch=sketch
+    )
     rep.log(f"{classified:,} prompts classified")
     content = content_bucket_sums(con.read_parquet(content_path))
 
     rep.stage("account features", total=None)
-    cum = account_bucket_frame(t, bucket=unit, extra=content, extra_columns=CONTENT_SUM_COLUMNS)
+    extra_columns = (*CONTENT_SUM_COLUMNS, *(SKETCH_SUM_COLUMNS if sketch else ()))
+    cum = account_bucket_frame(t, bucket=unit, extra=content, extra_columns=extra_columns)
     last = cum.sort_values("bucket").groupby("account_id", sort=False).tail(1)
     ids = pd.Index(last["account_id"].to_numpy())
     peers = _peer_groups(accounts_df, ids)
@@ -482,7 +492,7 @@ def _pooled_scores(
     """
     if not campaigns:
         return []
-    cols = [*SUM_COLUMNS, *CONTENT_SUM_COLUMNS, "active_buckets"]
+    cols = [*_sum_columns(sums), "active_buckets"]
     pooled = pd.DataFrame(
         [sums.reindex(c.account_ids)[cols].fillna(0).sum() for c in campaigns], columns=cols
     )

@@ -29,9 +29,10 @@ CONTENT_SUM_COLUMNS = (
     "c_elicit_sum",
     *(f"c_cap_{c}" for c in TRACKED_CAPABILITIES),
     "c_cap_other",
-    *SKETCH_COLUMNS,
-    SKETCH_SQ_COLUMN,
 )
+# Summed only when the policy runs the distribution test (it costs about what classifying
+# the sample does).
+SKETCH_SUM_COLUMNS = (*SKETCH_COLUMNS, SKETCH_SQ_COLUMN)
 
 
 def per_bucket_for_budget(t: Any, *, per_bucket: int, budget: int, bucket: str = "D") -> int:
@@ -145,8 +146,10 @@ def score_sample(
     per_bucket: int,
     bucket: str = "D",
     progress: Callable[[int], None] | None = None,
+    sketch: bool = False,
 ) -> int:
-    """Classify the sampled prompts into ``out_path`` (one row per sampled exchange)."""
+    """Classify the sampled prompts into ``out_path`` (one row per sampled exchange), with
+    each prompt's sketch if ``sketch``."""
     expr = content_sample(t, per_bucket=per_bucket, bucket=bucket)
     return classify_to_parquet(
         con,
@@ -155,7 +158,7 @@ def score_sample(
         classifier,
         keep=("exchange_id", "account_id", "bucket"),
         progress=progress,
-        sketch=True,
+        sketch=sketch,
     )
 
 
@@ -168,6 +171,7 @@ def content_bucket_sums(scored: Any) -> Any:
     for i, name in enumerate(TRACKED_CAPABILITIES):
         aggs[f"c_cap_{name}"] = (scored.cap == i).cast("int64").sum()
     aggs["c_cap_other"] = (scored.cap == len(TRACKED_CAPABILITIES)).cast("int64").sum()
-    for name in (*SKETCH_COLUMNS, SKETCH_SQ_COLUMN):
-        aggs[name] = scored[name].cast("int64").sum()
+    for name in SKETCH_SUM_COLUMNS:
+        if name in scored.columns:
+            aggs[name] = scored[name].cast("int64").sum()
     return scored.group_by(["account_id", "bucket"]).aggregate(**aggs)
