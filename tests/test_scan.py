@@ -162,3 +162,24 @@ def test_all_rows_bad_still_completes(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     s = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert s["rows_read"] == 2 and s["rows_quarantined"] == 2 and s["accounts"] == 0
+
+
+def test_worker_processes_change_nothing(tmp_path: Path) -> None:
+    """Staging and classifying in a pool of worker processes gives the same scan as doing
+    it all in this process."""
+    from distillguard.scan import run_scan
+
+    log = write_jsonl(tmp_path / "t.jsonl", traffic(seed=4))
+    runs = [
+        run_scan([log], tmp_path / f"w{w}", workers=w, parallel_min_bytes=0).accounts
+        for w in (1, 2)
+    ]
+    one, two = (r.set_index("account_id").sort_index() for r in runs)
+    assert one["flagged"].any()
+    assert one["flagged"].tolist() == two["flagged"].tolist()
+    assert one["score"].tolist() == two["score"].tolist()
+    scored = [
+        pq.read_table(tmp_path / f"w{w}" / "exchanges_scored.parquet").sort_by("exchange_id")
+        for w in (1, 2)
+    ]
+    assert scored[0].equals(scored[1])

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -34,7 +36,8 @@ from distillguard.features.content import (
     score_sample,
 )
 from distillguard.ingest import StageResult, stage_inputs
-from distillguard.ingest.stage import DEFAULT_MAX_LINE_BYTES
+from distillguard.ingest.sources import expand_inputs
+from distillguard.ingest.stage import DEFAULT_MAX_LINE_BYTES, PARALLEL_MIN_BYTES, start_pool
 from distillguard.linking import (
     TEMPLATE_CHARS,
     TEMPLATE_MIN_PROMPT,
@@ -96,12 +99,50 @@ def run_scan(
     show_prompts: bool = False,
     raw_ids: bool = False,
     engine: EngineConfig | None = None,
+    workers: int | None = None,
+    parallel_min_bytes: int = PARALLEL_MIN_BYTES,
 ) -> ScanResult:
     """Scan exchange logs and write every output of CONTRACT §2 into ``out_dir``.
 
-    Ingestion runs in process; every columnar stage after it runs on ``engine`` (DuckDB in
-    process by default), whose memory limit is the policy's.
+    Ingestion and prompt classification use ``workers`` processes (default: one per core)
+    when the logs reach ``parallel_min_bytes``; every columnar stage runs on
+    ``engine`` (DuckDB in process by default), whose memory limit is the policy's.
     """
+    n = workers if workers is not None else (os.cpu_count() or 1)
+    size = sum(s.path.stat().st_size for s in expand_inputs(inputs))
+    # Started first, before this process has threads of its own (see ``start_pool``).
+    pool = start_pool(n) if n > 1 and size >= parallel_min_bytes else None
+    try:
+        return _scan(
+            inputs,
+            out_dir,
+            accounts=accounts,
+            policy=policy,
+            reporter=reporter,
+            max_line_bytes=max_line_bytes,
+            show_prompts=show_prompts,
+            raw_ids=raw_ids,
+            engine=engine,
+            pool=pool,
+        )
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+def _scan(
+    inputs: list[str | Path],
+    out_dir: Path,
+    *,
+    accounts: str | Path | None,
+    policy: Policy | None,
+    reporter: Reporter | None,
+    max_line_bytes: int,
+    show_prompts: bool,
+    raw_ids: bool,
+    engine: EngineConfig | None,
+    pool: Executor | None,
+) -> ScanResult:
     from distillguard.outputs import write_outputs
 
     started = time.perf_counter()
@@ -119,6 +160,7 @@ def run_scan(
         max_line_bytes=max_line_bytes,
         progress=lambda done, total: rep.advance(done / total),
         memory_limit=pol.memory_limit,
+        executor=pool,
     )
     rep.log(
         f"{staged.rows_read:,} rows read, {staged.rows_valid:,} valid, "
@@ -154,7 +196,14 @@ def run_scan(
     )
     sketch = any(spec.name == "distribution" for spec in pol.detectors)
     classified = score_sample(
-        con, t, content_path, classifier, per_bucket=per_bucket, bucket=unit, sketch=sketch
+        con,
+        t,
+        content_path,
+        classifier,
+        per_bucket=per_bucket,
+        bucket=unit,
+        sketch=sketch,
+        executor=pool,
     )
     rep.log(f"{classified:,} prompts classified")
     content = content_bucket_sums(con.read_parquet(content_path))
@@ -273,7 +322,9 @@ def run_scan(
         "stage_seconds": rep.timings,
     }
     rep.stage("score exchanges in flagged accounts", total=None)
-    exchange_scores = _exchange_scores(con, t, table, classifier, work, pol.exchange_content_limit)
+    exchange_scores = _exchange_scores(
+        con, t, table, classifier, work, pol.exchange_content_limit, pool
+    )
     rep.stage("write outputs", total=None)
     write_outputs(
         out_dir,
@@ -297,7 +348,13 @@ def run_scan(
 
 
 def _exchange_scores(
-    con: Any, t: Any, table: pd.DataFrame, classifier: Any, work: Path, limit: int
+    con: Any,
+    t: Any,
+    table: pd.DataFrame,
+    classifier: Any,
+    work: Path,
+    limit: int,
+    pool: Executor | None = None,
 ) -> Any:
     """Which exchanges inside an account look like harvesting (CONTRACT §2).
 
@@ -324,6 +381,7 @@ def _exchange_scores(
         path,
         classifier,
         keep=("exchange_id",),
+        executor=pool,
     )
     # Every account's sampled exchanges were classified already; flagged accounts' rest now.
     # Everything per account or conversation is aggregated on these classified rows or on

@@ -8,7 +8,9 @@ rows whichever engine runs it). Accounts with little traffic are classified in f
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,33 @@ def content_sample(t: Any, *, per_bucket: int, bucket: str = "D") -> Any:
     return chosen.join(t.select("exchange_id", "prompt", "system_prompt"), "exchange_id")
 
 
+def _classify_batch(
+    classifier: Any,
+    prompts: list[str | None],
+    system_prompts: list[str | None],
+    rule_bits: np.int64,
+    cap_map: np.ndarray[Any, np.dtype[np.int8]],
+    sketch: bool,
+) -> dict[str, pa.Array]:
+    """The classified columns of one batch (run here or in a worker process)."""
+    s = classifier.score(prompts, system_prompts)
+    cols = {
+        "elicitation": pa.array(s.elicitation, pa.float32()),
+        # Counted for an account only when a named rule backs the flag: the n-gram model
+        # alone also fires on honest templates and system prompts ("label only, no
+        # explanation"), and one template repeated 10,000 times is one mistake, not
+        # 10,000 pieces of evidence.
+        "elicit": pa.array((s.flagged & ((s.signals & rule_bits) != 0)).astype(np.int64)),
+        "cap": pa.array(cap_map[s.capability.astype(np.int64)], pa.int8()),
+    }
+    if sketch:
+        vec, sq = prompt_sketch(prompts)
+        for j, name in enumerate(SKETCH_COLUMNS):
+            cols[name] = pa.array(vec[:, j], pa.int32())
+        cols[SKETCH_SQ_COLUMN] = pa.array(sq, pa.int64())
+    return cols
+
+
 def classify_to_parquet(
     con: Any,
     expr: Any,
@@ -74,10 +103,16 @@ def classify_to_parquet(
     keep: tuple[str, ...],
     progress: Callable[[int], None] | None = None,
     sketch: bool = False,
+    executor: Executor | None = None,
+    ahead: int = 4,
 ) -> int:
     """Classify ``expr``'s prompts in Arrow batches; write ``keep`` columns plus
     ``elicitation``, ``elicit`` and ``cap`` (index into TRACKED_CAPABILITIES, or "other"),
-    and with ``sketch`` each prompt's quantised sketch (``features.sketch``)."""
+    and with ``sketch`` each prompt's quantised sketch (``features.sketch``).
+
+    With an ``executor`` (worker processes) up to ``ahead`` batches are classified at once;
+    they are written in order either way.
+    """
     names = classifier.capability_names
     cap_map = np.array(
         [
@@ -97,31 +132,42 @@ def classify_to_parquet(
     )
     writer: pq.ParquetWriter | None = None
     done = 0
+    pending: deque[tuple[dict[str, pa.Array], Future[dict[str, pa.Array]]]] = deque()
+
+    def write(kept: dict[str, pa.Array], classified: dict[str, pa.Array]) -> None:
+        nonlocal writer, done
+        table = pa.table(kept | classified)
+        if writer is None:
+            writer = pq.ParquetWriter(out_path, table.schema)
+        writer.write_table(table)
+        done += table.num_rows
+        if progress is not None:
+            progress(done)
+
     try:
         for batch in iter_batches(con, expr, rows=16384):
-            prompts = batch.column("prompt").to_pylist()
-            s = classifier.score(prompts, batch.column("system_prompt").to_pylist())
-            cols = {name: batch.column(name) for name in keep}
-            cols["elicitation"] = pa.array(s.elicitation, pa.float32())
-            # Counted for an account only when a named rule backs the flag: the n-gram model
-            # alone also fires on honest templates and system prompts ("label only, no
-            # explanation"), and one template repeated 10,000 times is one mistake, not
-            # 10,000 pieces of evidence.
-            cols["elicit"] = pa.array((s.flagged & ((s.signals & rule_bits) != 0)).astype(np.int64))
-            cols["cap"] = pa.array(cap_map[s.capability.astype(np.int64)], pa.int8())
-            if sketch:
-                vec, sq = prompt_sketch(prompts)
-                for j, name in enumerate(SKETCH_COLUMNS):
-                    cols[name] = pa.array(vec[:, j], pa.int32())
-                cols[SKETCH_SQ_COLUMN] = pa.array(sq, pa.int64())
-            table = pa.table(cols)
-            if writer is None:
-                writer = pq.ParquetWriter(out_path, table.schema)
-            writer.write_table(table)
-            done += batch.num_rows
-            if progress is not None:
-                progress(done)
+            kept = {name: batch.column(name) for name in keep}
+            args = (
+                classifier,
+                batch.column("prompt").to_pylist(),
+                batch.column("system_prompt").to_pylist(),
+                rule_bits,
+                cap_map,
+                sketch,
+            )
+            if executor is None:
+                write(kept, _classify_batch(*args))
+                continue
+            pending.append((kept, executor.submit(_classify_batch, *args)))
+            if len(pending) >= ahead:
+                k, f = pending.popleft()
+                write(k, f.result())
+        while pending:
+            k, f = pending.popleft()
+            write(k, f.result())
     finally:
+        for _, f in pending:
+            f.cancel()
         if writer is not None:
             writer.close()
     if writer is None:  # nothing to classify: still leave a readable, empty file
@@ -147,6 +193,7 @@ def score_sample(
     bucket: str = "D",
     progress: Callable[[int], None] | None = None,
     sketch: bool = False,
+    executor: Executor | None = None,
 ) -> int:
     """Classify the sampled prompts into ``out_path`` (one row per sampled exchange), with
     each prompt's sketch if ``sketch``."""
@@ -159,6 +206,7 @@ def score_sample(
         keep=("exchange_id", "account_id", "bucket"),
         progress=progress,
         sketch=sketch,
+        executor=executor,
     )
 
 

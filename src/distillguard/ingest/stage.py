@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import ibis
 import numpy as np
@@ -70,6 +70,9 @@ def staged_schema() -> pa.Schema:
     )
 
 
+# The staged copy is as big as the log: zstd at its fastest level writes about as fast as
+# snappy and takes about a third less disk (a 178M-row log: ~37 GB with snappy).
+STAGED_COMPRESSION: dict[str, Any] = {"compression": "zstd", "compression_level": 1}
 PARALLEL_MIN_BYTES = 64 << 20  # below this, starting worker processes costs more than it saves
 
 
@@ -123,7 +126,7 @@ def _stage_parquet_part(
     schema = staged_schema()
     read = 0
     rejects: list[Reject] = []
-    with pq.ParquetWriter(out, schema, compression="snappy") as writer:
+    with pq.ParquetWriter(out, schema, **STAGED_COMPRESSION) as writer:
         for block in read_parquet(
             source, EXCHANGE_COLUMNS, row_groups=row_groups, first_row=first_row
         ):
@@ -139,7 +142,7 @@ def _stage_parquet_part(
     return read, rejects
 
 
-def _start_pool(workers: int) -> ProcessPoolExecutor:
+def start_pool(workers: int) -> ProcessPoolExecutor:
     """Worker processes, started before this process starts any thread of its own.
 
     ``fork`` where the platform has it: ``spawn`` would re-import the caller's main module
@@ -160,7 +163,7 @@ class _BackgroundWriter:
     """
 
     def __init__(self, path: Path, schema: pa.Schema) -> None:
-        self._writer = pq.ParquetWriter(path, schema, compression="snappy")  # staging: speed
+        self._writer = pq.ParquetWriter(path, schema, **STAGED_COMPRESSION)
         self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -218,13 +221,15 @@ def stage_inputs(
     parallel_min_bytes: int = PARALLEL_MIN_BYTES,
     block_bytes: int = 8 << 20,
     part_rows: int = PART_ROWS,
+    executor: Executor | None = None,
 ) -> StageResult:
     """Validate ``inputs`` into ``work_dir``; every row ends up valid or quarantined.
 
     Big JSONL inputs are parsed by ``workers`` processes (default: one per core), and big
     Parquet inputs staged by them (about ``part_rows`` rows per task, each written to its
     own part file); the order of rows, and so which duplicate counts as first, is the
-    file order regardless. ``exchanges_path`` is then a folder of Parquet files.
+    file order regardless. ``exchanges_path`` is then a folder of Parquet files. A caller
+    that has its own pool of workers passes it as ``executor`` (it stays open).
     """
     started = time.perf_counter()
     sources = expand_inputs(inputs)
@@ -241,7 +246,9 @@ def stage_inputs(
     seq = 0
     n_workers = workers if workers is not None else (os.cpu_count() or 1)
     big = sum(s.path.stat().st_size for s in sources if s.format in ("jsonl", "parquet"))
-    executor = _start_pool(n_workers) if n_workers > 1 and big >= parallel_min_bytes else None
+    own_pool = executor is None and n_workers > 1 and big >= parallel_min_bytes
+    if own_pool:
+        executor = start_pool(n_workers)
     parts = 0
     try:
         with _BackgroundWriter(raw_path / "part-main.parquet", schema) as writer:
@@ -295,7 +302,7 @@ def stage_inputs(
             )
     finally:
         quarantine.close()
-        if executor is not None:
+        if own_pool and executor is not None:
             executor.shutdown(cancel_futures=True)
     result.rows_quarantined = quarantine.count - result.accounts_rows_quarantined
     result.rows_valid = result.rows_read - result.rows_quarantined
