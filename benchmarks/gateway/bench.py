@@ -1,6 +1,7 @@
 """Gateway overhead: added latency (p50/p99, JSON and SSE) and throughput at 32 connections.
 
-    python benchmarks/gateway/bench.py [--state redis] [--requests 2000] [--seconds 10]
+    python benchmarks/gateway/bench.py [--state redis] [--content-mode async] \
+        [--requests 2000] [--seconds 10]
 
 Starts the stub upstream and ``distillguard serve`` (packaged policy: content check,
 profile rules, rate limits, decision log) as separate processes on loopback, then measures
@@ -94,6 +95,20 @@ async def throughput(url: str, seconds: float, conns: int, offset: int) -> tuple
     return done / elapsed, errors
 
 
+def scraped(url: str) -> dict[str, float]:
+    """The gateway's own counts of what it did (content scored inline, shed, fallback)."""
+    import urllib.request
+
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    wanted = ("distillguard_content_", "distillguard_shed_total", "distillguard_state_fallback")
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(wanted):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
 def pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))]
@@ -105,6 +120,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--state", choices=["local", "redis"], default="local")
+    ap.add_argument(
+        "--content-mode",
+        choices=["inline", "async"],
+        default=None,
+        help="override the packaged policy's [gateway.content] mode",
+    )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="dg-bench-"))
@@ -120,7 +141,10 @@ def main() -> None:
         # a permissive rate limit: this measures cost, not the limiter refusing the load
         policy = tmp / "policy.toml"
         text = (Path(__file__).parents[2] / "src/distillguard/policies/gateway.toml").read_text()
-        policy.write_text(text.replace("rate = 50.0\nburst = 100", "rate = 1e6\nburst = 1000000"))
+        text = text.replace("rate = 50.0\nburst = 100", "rate = 1e6\nburst = 1000000")
+        if args.content_mode is not None:
+            text = text.replace('mode = "inline"', f'mode = "{args.content_mode}"')
+        policy.write_text(text)
         cmd = [
             sys.executable,
             "-c",
@@ -146,7 +170,8 @@ def main() -> None:
         gw = f"http://127.0.0.1:{gp}"
         wait_port(gw + "/healthz")
         n = args.requests
-        res: dict[str, Any] = {"state": args.state}
+        res: dict[str, Any] = {"state": args.state, "content_mode": args.content_mode or "policy"}
+        load_before = os.getloadavg()
         for kind, stream in (("json", False), ("sse", True)):
             asyncio.run(latencies(gw, 200, stream, 10**7))  # warm-up
             direct = asyncio.run(latencies(stub, n, stream, 0))
@@ -167,7 +192,9 @@ def main() -> None:
             "gateway_rps": round(rps_gw),
             "gateway_errors": errors,
         }
+        res["gateway_metrics"] = scraped(gw + "/metrics")
         res["machine"] = {
+            "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
