@@ -268,6 +268,9 @@ def test_policy_parsing_and_ladder() -> None:
     assert lad.decide("fp", listed, None, hot).action == "allow"  # known false positive
     d = lad.decide("y", None, None, hot)
     assert d.action == "watch" and d.reasons[0].startswith("content: elicitation 1.00")
+    # an ordinary prompt's score (about 0.3, below the classifier's threshold) is no evidence
+    plain = lad.decide("z", None, None, ContentResult(0.3, False, ()))
+    assert plain.action == "allow" and plain.score == 0.0 and plain.reasons == ()
 
 
 def test_degrade_transforms() -> None:

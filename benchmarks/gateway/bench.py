@@ -95,6 +95,23 @@ async def throughput(url: str, seconds: float, conns: int, offset: int) -> tuple
     return done / elapsed, errors
 
 
+def cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU time (user + system) of a process and of each of its descendants, by pid."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, float] = {}
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+            out[p] = (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return out
+
+
 def scraped(url: str) -> dict[str, float]:
     """The gateway's own counts of what it did (content scored inline, shed, fallback)."""
     import urllib.request
@@ -126,6 +143,12 @@ def main() -> None:
         default=None,
         help="override the packaged policy's [gateway.content] mode",
     )
+    ap.add_argument(
+        "--inline-budget",
+        type=float,
+        default=None,
+        help="override [gateway.content] inline_budget (1.0: every new prompt scored inline)",
+    )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="dg-bench-"))
@@ -144,6 +167,8 @@ def main() -> None:
         text = text.replace("rate = 50.0\nburst = 100", "rate = 1e6\nburst = 1000000")
         if args.content_mode is not None:
             text = text.replace('mode = "inline"', f'mode = "{args.content_mode}"')
+        if args.inline_budget is not None:
+            text = text.replace("inline_budget = 0.1", f"inline_budget = {args.inline_budget}")
         policy.write_text(text)
         cmd = [
             sys.executable,
@@ -170,7 +195,11 @@ def main() -> None:
         gw = f"http://127.0.0.1:{gp}"
         wait_port(gw + "/healthz")
         n = args.requests
-        res: dict[str, Any] = {"state": args.state, "content_mode": args.content_mode or "policy"}
+        res: dict[str, Any] = {
+            "state": args.state,
+            "content_mode": args.content_mode or "policy",
+            "inline_budget": args.inline_budget,
+        }
         load_before = os.getloadavg()
         for kind, stream in (("json", False), ("sse", True)):
             asyncio.run(latencies(gw, 200, stream, 10**7))  # warm-up
@@ -185,12 +214,24 @@ def main() -> None:
                 "added_p99_ms": round(pct(via, 0.99) - pct(direct, 0.99), 3),
             }
         rps_stub, _ = asyncio.run(throughput(stub, args.seconds, args.connections, 3 * 10**7))
+        gw_pid = procs[-1].pid
+        cpu_before = cpu_seconds(gw_pid)
+        t0 = time.monotonic()
         rps_gw, errors = asyncio.run(throughput(gw, args.seconds, args.connections, 4 * 10**7))
+        handled = rps_gw * (time.monotonic() - t0) + errors
+        cpu_after = cpu_seconds(gw_pid)
+        spent = {p: t - cpu_before.get(p, 0.0) for p, t in cpu_after.items()}
+        # CPU per request is what a loaded, shared machine distorts least: the gateway's
+        # own process (one core) could serve 1e6 / main_us requests per second
+        main_us = spent.pop(gw_pid, 0.0) / max(handled, 1) * 1e6
         res["throughput"] = {
             "connections": args.connections,
             "stub_rps": round(rps_stub),
             "gateway_rps": round(rps_gw),
             "gateway_errors": errors,
+            "gateway_cpu_us_per_request": round(main_us),
+            "content_worker_cpu_us_per_request": round(sum(spent.values()) / max(handled, 1) * 1e6),
+            "gateway_rps_per_core_from_cpu": round(1e6 / max(main_us, 1e-9)),
         }
         res["gateway_metrics"] = scraped(gw + "/metrics")
         res["machine"] = {

@@ -225,8 +225,8 @@ class Gateway:
         loop = self.loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self.log.run())]
         if self.content.enabled and self.policy.content.mode in ("async", "inline"):
-            # inline mode needs it too, for what arrives past inline_max_inflight; the
-            # worker process itself starts on its first batch
+            # inline mode needs it too, for what arrives past its time budget; the worker
+            # process itself starts on its first batch
             self.content.start_worker()
             self._tasks.append(loop.create_task(self.content.run()))
         if cfg.scan_dir is not None:
@@ -443,7 +443,7 @@ class Gateway:
             ts,
             limit,
             distinct_values(row),
-            content.elicitation if content is not None else 0.0,
+            1.0 if content is not None and content.flagged else 0.0,
         )
         decision = self.ladder.decide(account, listing, obs, content)
         if obs.source == "fallback":
@@ -456,7 +456,8 @@ class Gateway:
         return row, decision, content, obs
 
     def _content_scored(self, account: str, result: ContentResult) -> None:
-        self.state.add(account, {"del": result.elicitation})
+        if result.flagged:  # the share counts flagged prompts, as the batch scan's does
+            self.state.add(account, {"del": 1.0})
 
     def _finish(
         self,

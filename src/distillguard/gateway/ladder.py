@@ -1,8 +1,9 @@
 """The policy ladder: signals -> one online score -> allow ... block, with reasons.
 
 The score is a noisy-OR of the batch scan's verdict on the account (its lists), the
-account's recent elicitation share, this request's own elicitation score and the profile
-rules over the online features (the batch scan's features and the distinct counts).
+account's recent elicitation share (decayed share of its prompts the classifier flagged),
+this request's own elicitation score when the classifier flags it, and the profile rules
+over the online features (the batch scan's features and the distinct counts).
 Corroborating rules count only once the lists and content evidence alone reach the watch
 rung. The highest rung the score reaches is the action; a rate limit beyond the account's
 GCRA allowance is a throttle whatever the score. Accounts in ``allow_accounts`` (known
@@ -101,7 +102,9 @@ class Ladder:
     ) -> Decision:
         pol = self.policy
         parts, floor = self._list_parts(listing)
-        if content is not None:
+        # Below the classifier's own threshold a prompt is not evidence: ordinary prompts
+        # score around 0.3, and adding that to every request would watch every account.
+        if content is not None and content.flagged:
             parts.append(
                 (
                     pol.content.request_weight * content.elicitation,

@@ -34,7 +34,8 @@ from distillguard.gateway.sketch import DistinctSketch
 
 log = logging.getLogger("distillguard.gateway")
 
-# Decayed request count and decayed elicitation score: the account's *recent* behaviour,
+# Decayed request count and decayed count of prompts the classifier flagged (the batch
+# scan's elicitation_share counts flagged prompts too): the account's *recent* behaviour,
 # which the all-time sums cannot show.
 DECAYED = ("dn", "del")
 READ_FIELDS = (*SUM_COLUMNS, "active_buckets", *DECAYED)
@@ -73,7 +74,8 @@ class State(Protocol):
         elicitation: float = 0.0,
     ) -> Observation:
         """Count one request: rate limit, sums (``contrib``), distinct ``values``
-        (``features.distinct_values``) and this request's elicitation score if known."""
+        (``features.distinct_values``) and ``elicitation``: 1 when this request's prompt is
+        known to be flagged by the classifier, else 0."""
         ...
 
     def add(self, account: str, deltas: Mapping[str, float]) -> None: ...
