@@ -74,6 +74,10 @@ def _worker_init(clf: Any) -> None:
         clf.score(["warm up"], None)
 
 
+def _worker_ready() -> bool:
+    return _WORKER_CLF is not None
+
+
 def _worker_score(prompts: list[str], systems: list[str | None]) -> list[ContentResult]:
     return _score_with(_WORKER_CLF, prompts, systems)
 
@@ -183,6 +187,10 @@ class ContentCheck:
             initializer=_worker_init,
             initargs=(self.clf,),
         )
+        # Start it now: spawning, pickling the classifier over and loading it cost about a
+        # second of CPU, which must not land on live traffic when the first batch comes
+        # (in inline mode that is the first time the budget runs out, mid-traffic).
+        self._pool.submit(_worker_ready)
 
     def stop_worker(self) -> None:
         if self._pool is not None:
