@@ -253,7 +253,7 @@ def test_overload_sheds_with_retry_after_and_health_answers(tmp_path: Path) -> N
 
 def test_policy_parsing_and_ladder() -> None:
     pol = load_gateway_policy()
-    assert pol.source == "gateway.toml" and pol.rules and pol.content.mode == "inline"
+    assert pol.source == "gateway.toml" and pol.rules and pol.content.mode == "async"
     with pytest.raises(ConfigError, match="unknown key 'trottle'"):
         parse_gateway({"ladder": {"trottle": 0.5}})
     with pytest.raises(ConfigError, match=r"gateway\.lists\.flagged"):

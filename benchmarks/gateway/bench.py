@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -166,7 +167,7 @@ def main() -> None:
         text = (Path(__file__).parents[2] / "src/distillguard/policies/gateway.toml").read_text()
         text = text.replace("rate = 50.0\nburst = 100", "rate = 1e6\nburst = 1000000")
         if args.content_mode is not None:
-            text = text.replace('mode = "inline"', f'mode = "{args.content_mode}"')
+            text = re.sub(r'(?m)^mode = "\w+"', f'mode = "{args.content_mode}"', text)
         if args.inline_budget is not None:
             text = text.replace("inline_budget = 0.1", f"inline_budget = {args.inline_budget}")
         policy.write_text(text)

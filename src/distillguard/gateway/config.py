@@ -36,7 +36,7 @@ class RateLimit:
 
 @dataclass(frozen=True)
 class ContentConfig:
-    mode: Literal["async", "inline", "off"] = "inline"
+    mode: Literal["async", "inline", "off"] = "async"
     worker: Literal["process", "thread"] = "process"
     # inline mode: the share of the event loop's time (per second) that inline scoring may
     # take; past it, new prompts go to the async worker (scored for the account's next
