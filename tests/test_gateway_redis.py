@@ -149,6 +149,17 @@ def test_redis_lost_fails_closed_when_configured(
 
         time.sleep(gw.policy.state.retry_s + 0.2)
         assert send(server.url, *varied_requests(1), key="k") == 200
+        server.call(gw.flush())
+    # the refused request is in the log too, with the request's own fields
+    rows = [r for f in (tmp_path / "closed").glob("*.parquet") for r in _rows(f)]
+    assert sorted((r["status"], r["decision"]) for r in rows) == [
+        (200, "allow"),
+        (200, "allow"),
+        (503, "shed"),
+    ]
+    (shed,) = [r for r in rows if r["decision"] == "shed"]
+    assert shed["reasons"] == ["state: unavailable (fail closed)"]
+    assert shed["prompt"] == "q1" and shed["api_key_id"] == shed["account_id"]
 
 
 def _rows(path: Path) -> list[dict[str, object]]:
