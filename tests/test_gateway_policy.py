@@ -18,13 +18,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from distillguard.errors import ConfigError
+from distillguard.features import SUM_COLUMNS
 from distillguard.gateway import Gateway, GatewayConfig, GatewayPolicy, load_gateway_policy
+from distillguard.gateway.config import RANK, ContentConfig, Limits, ListConfig, parse_gateway
 from distillguard.gateway.config import Ladder as LadderConfig
-from distillguard.gateway.config import Limits, ListConfig, parse_gateway
-from distillguard.gateway.content import ContentResult
+from distillguard.gateway.content import ContentCheck, ContentResult
 from distillguard.gateway.degrade import SSEDegrader, degrade_request, degrade_response
 from distillguard.gateway.ladder import Ladder
 from distillguard.gateway.lists import Listing
+from distillguard.gateway.state import Observation
 from distillguard.gateway.testing import ServerThread, StubThread
 
 MSG: Any = [{"role": "user", "content": "Explain step by step."}]
@@ -156,7 +158,7 @@ def test_scan_lists_hot_reload(proxy: tuple[Gateway, ServerThread]) -> None:
 
 
 def test_input_limits(proxy: tuple[Gateway, ServerThread]) -> None:
-    _, server = proxy
+    gw, server = proxy
     url = server.url + "/v1/chat/completions"
     big = json.dumps({"model": "m", "messages": [{"role": "user", "content": "x" * 30_000}]})
     status, _, body = http(url, big.encode())
@@ -170,6 +172,17 @@ def test_input_limits(proxy: tuple[Gateway, ServerThread]) -> None:
     assert status == 431
     status, _, body = http(server.url + "/v1/messages", b"{", {"anthropic-version": "2023-06-01"})
     assert status == 400 and json.loads(body)["type"] == "error"
+    # each refused request is in the decision log, with the limit it broke
+    server.call(gw.flush())
+    assert gw.config.log_dir is not None
+    rows = pq.read_table(sorted(gw.config.log_dir.glob("exchanges-*.parquet"))).to_pylist()
+    refused = sorted((r["status"], r["reasons"][0]) for r in rows if r["decision"] == "rejected")
+    assert refused == [
+        (400, "limits: invalid_json"),
+        (400, "limits: json_too_deep"),
+        (413, "limits: body_too_large"),
+        (431, "limits: headers_too_large"),
+    ]
 
 
 def test_decide_endpoint(proxy: tuple[Gateway, ServerThread]) -> None:
@@ -182,6 +195,14 @@ def test_decide_endpoint(proxy: tuple[Gateway, ServerThread]) -> None:
     body["account_id"] = "someone-new"
     reply = json.loads(http(server.url + "/v1/decide", json.dumps(body).encode())[2])
     assert reply["action"] == "allow" and 0 <= reply["score"] < 0.3
+    body.update(ip="1.2.3.99", user_agent="sdk/2")
+    reply = json.loads(http(server.url + "/v1/decide", json.dumps(body).encode())[2])
+    assert reply["account"] == {
+        "exchanges": 2,
+        "distinct_ips": 2,
+        "distinct_ip24s": 1,
+        "distinct_user_agents": 1,
+    }
 
 
 def test_healthz_and_metrics(proxy: tuple[Gateway, ServerThread]) -> None:
@@ -195,7 +216,8 @@ def test_healthz_and_metrics(proxy: tuple[Gateway, ServerThread]) -> None:
 def test_overload_sheds_with_retry_after_and_health_answers(tmp_path: Path) -> None:
     policy = GatewayPolicy(limits=Limits(max_inflight=3))
     with StubThread() as stub:
-        gw = Gateway(GatewayConfig(upstream=stub.url, policy=policy), classifier=None)
+        cfg = GatewayConfig(upstream=stub.url, policy=policy, log_dir=tmp_path)
+        gw = Gateway(cfg, classifier=None)
         with ServerThread(gw) as server:
             results: list[tuple[int, dict[str, str]]] = []
             body = json.dumps({"model": "slow", "messages": MSG}).encode()
@@ -214,10 +236,19 @@ def test_overload_sheds_with_retry_after_and_health_answers(tmp_path: Path) -> N
             assert time.monotonic() - t0 < 1.0  # answered while the slow ones are held
             for t in threads:
                 t.join(15)
+            server.call(gw.flush())
     codes = sorted(s for s, _ in results)
     assert codes == [200] * 3 + [503] * 7
     shed = [h for s, h in results if s == 503]
     assert all(h.get("retry-after") == "1" for h in shed)
+    # every request sent is one decision-log row, the shed ones included
+    rows = pq.read_table(sorted(tmp_path.glob("exchanges-*.parquet"))).to_pylist()
+    assert (
+        sorted((r["status"], r["decision"]) for r in rows)
+        == [(200, "allow")] * 3 + [(503, "shed")] * 7
+    )
+    assert all(r["reasons"] == ["overload: 3 in flight"] for r in rows if r["decision"] == "shed")
+    assert all(r["endpoint"] == "chat.completions" for r in rows)
 
 
 def test_policy_parsing_and_ladder() -> None:
@@ -237,6 +268,9 @@ def test_policy_parsing_and_ladder() -> None:
     assert lad.decide("fp", listed, None, hot).action == "allow"  # known false positive
     d = lad.decide("y", None, None, hot)
     assert d.action == "watch" and d.reasons[0].startswith("content: elicitation 1.00")
+    # an ordinary prompt's score (about 0.3, below the classifier's threshold) is no evidence
+    plain = lad.decide("z", None, None, ContentResult(0.3, False, ()))
+    assert plain.action == "allow" and plain.score == 0.0 and plain.reasons == ()
 
 
 def test_degrade_transforms() -> None:
@@ -335,3 +369,115 @@ def test_content_check_tolerates_a_classifier_without_batch_api() -> None:
     assert check.check("a", "show your reasoning", None) is got  # cached
     off = ContentCheck(ContentConfig(mode="off"), OneAtATime())
     assert not off.enabled and off.check("a", "show your reasoning", None) is None
+
+
+def _observation(elicitation_share: float, distinct: dict[str, float]) -> Observation:
+    sums = dict.fromkeys([*SUM_COLUMNS, "active_buckets"], 0.0)
+    sums.update(n=400.0, single_turn=200.0, h12=400.0, active_buckets=2.0)
+    return Observation(sums, 50.0, 50.0 * elicitation_share, 0.0, "local", distinct)
+
+
+def test_distinct_counts_only_corroborate_other_evidence() -> None:
+    lad = Ladder(load_gateway_policy())  # the packaged distinct-count rules
+    spread = {"distinct_ips": 900.0, "distinct_ip24s": 300.0, "distinct_user_agents": 40.0}
+    narrow = {"distinct_ips": 2.0, "distinct_ip24s": 1.0, "distinct_user_agents": 1.0}
+    # a reseller's shape and nothing else: never moved
+    alone = lad.decide("reseller", None, _observation(0.0, spread), None)
+    assert alone.action == "allow" and alone.score == 0.0 and alone.reasons == ()
+    # the same shape beside an elicitation share that already reaches watch: it adds
+    harvester = lad.decide("harvester", None, _observation(0.4, spread), None)
+    assert "profile: distinct_ip24s 300.00" in harvester.reasons
+    assert "profile: distinct_user_agents 40.00" in harvester.reasons
+    same_content = lad.decide("customer", None, _observation(0.4, narrow), None)
+    assert same_content.action == "watch"
+    assert not any(r.startswith("profile:") for r in same_content.reasons)
+    # together they reach the throttle rung: the suspect rate limit now applies to it
+    lad_cfg = load_gateway_policy().ladder
+    assert same_content.score < lad_cfg.throttle <= harvester.score
+    assert harvester.reasons[0] == "rate: suspect limit applies"
+    assert RANK[harvester.action] >= RANK[same_content.action]
+    # content evidence below watch is not enough to let the shape count
+    weak = lad.decide("weak", None, _observation(0.2, spread), None)
+    assert not any(r.startswith("profile:") for r in weak.reasons)
+
+
+def test_rules_over_distinct_counts_parse_and_validate() -> None:
+    pol = parse_gateway(
+        {"rules": [{"feature": "distinct_ip24s", "min": 5, "weight": 0.2, "corroborating": True}]}
+    )
+    assert pol.rules[0].feature == "distinct_ip24s" and pol.rules[0].corroborating
+    with pytest.raises(ConfigError, match="corroborating"):
+        parse_gateway({"rules": [{"feature": "distinct_ips", "min": 5, "corroborating": "yes"}]})
+
+
+class _BothApis:
+    """A stand-in classifier with the packaged one's two entry points."""
+
+    def __init__(self) -> None:
+        self.one = 0
+
+    def score_one(self, prompt: str, system_prompt: str | None = None) -> Any:
+        from types import SimpleNamespace
+
+        self.one += 1
+        hot = "reasoning" in prompt
+        return SimpleNamespace(elicitation=0.99 if hot else 0.01, flagged=hot, signals=["cot"])
+
+    def score(self, prompts: list[str], systems: Any = None) -> Any:
+        from types import SimpleNamespace
+
+        hot = ["reasoning" in p for p in prompts]
+        return SimpleNamespace(
+            elicitation=[0.99 if h else 0.01 for h in hot], flagged=hot, signals_of=lambda j: []
+        )
+
+
+def test_inline_content_check_falls_back_to_async_past_its_time_budget() -> None:
+    clf = _BothApis()
+    clock = iter([10.0, 10.0, 10.03, 10.04, 10.5, 11.1, 11.1, 11.1])  # seconds
+    cfg = ContentConfig(mode="inline", inline_budget=0.02, worker="thread")
+    check = ContentCheck(cfg, clf, clock=lambda: next(clock))
+    # window opens at 10.0; this score takes 30 ms, past the 20 ms budget of the window
+    now = check.check("a", "show your reasoning", None)
+    assert now is not None and now.elicitation == 0.99 and check.scored_inline == 1
+    assert check.check("a", "show your reasoning, again", None) is None  # at 10.04
+    assert check.check("a", "and again: your reasoning", None) is None  # at 10.5
+    assert clf.one == 1 and len(check._queue) == 2  # queued for the worker instead
+    # a new one-second window: inline again
+    assert check.check("a", "a new window of reasoning", None) is not None
+    assert clf.one == 2
+    lazy = ContentCheck(ContentConfig(mode="async", worker="thread"), clf)
+    assert lazy.check("a", "more reasoning", None) is None and clf.one == 2
+
+
+@pytest.mark.parametrize("mode", ["inline", "async"])
+def test_first_request_scored_before_the_decision_only_inline(mode: str, tmp_path: Path) -> None:
+    content = ContentConfig(mode=mode, worker="thread")  # type: ignore[arg-type]
+    policy = GatewayPolicy(content=content, rules=())
+    hot = json.dumps(
+        {"model": "m", "messages": [{"role": "user", "content": "Show all your reasoning."}]}
+    ).encode()
+    with StubThread() as stub:
+        cfg = GatewayConfig(upstream=stub.url, policy=policy, log_dir=tmp_path)
+        gw = Gateway(cfg, classifier=_BothApis())
+        with ServerThread(gw) as server:
+            status, _, _ = http(server.url + "/v1/chat/completions", hot, {"x-api-key": "k1"})
+            server.call(gw.flush())
+    assert status == 200
+    (row,) = pq.read_table(sorted(tmp_path.glob("exchanges-*.parquet"))).to_pylist()
+    scored = any(r.startswith("content: elicitation 0.99") for r in row["reasons"])
+    assert scored == (mode == "inline"), row["reasons"]
+
+
+def test_key_ids_are_hmac_blake2b_of_the_key() -> None:
+    import hashlib
+    import hmac
+
+    from distillguard.gateway.identity import KeyHasher
+
+    # secrets shorter than, equal to and longer than BLAKE2b's 128-byte block
+    for secret in (b"k" * 16, bytes(range(128)), b"long-secret" * 20):
+        hasher = KeyHasher(secret)
+        for key in ("sk-live-123", "", "clé-ünïcode"):
+            want = hmac.new(secret, key.encode(), hashlib.blake2b).hexdigest()[:24]
+            assert hasher.key_id(key) == "k_" + want

@@ -12,12 +12,19 @@ from pathlib import Path
 import pytest
 
 from distillguard.engine import connect
-from distillguard.features import SUM_COLUMNS, account_bucket_frame
+from distillguard.features import SUM_COLUMNS, account_bucket_frame, account_distinct_counts
 from distillguard.gateway import Gateway, GatewayConfig, GatewayPolicy
 from distillguard.gateway.config import RateLimit, StateConfig
 from distillguard.gateway.state import RedisState
 from distillguard.gateway.testing import RedisServer, ServerThread, StubThread
-from tests.test_gateway_state import send, varied_requests
+from tests.test_gateway_state import (
+    REDIS_HLL_ERROR,
+    assert_distinct_agree,
+    client_of,
+    send,
+    spread_client,
+    varied_requests,
+)
 
 SECRET = b"0123456789abcdef-test-secret"
 
@@ -49,6 +56,7 @@ def _gateway(stub: StubThread, redis: RedisServer, log_dir: Path, **policy: obje
         key_secret=SECRET,
         log_dir=log_dir,
         instance=log_dir.name,
+        trust_forwarded=True,
     )
     return Gateway(cfg, classifier=None)
 
@@ -62,23 +70,41 @@ def test_two_instances_share_limits_and_sums(
     a = _gateway(stub, redis_server, tmp_path / "a", **pol)
     b = _gateway(stub, redis_server, tmp_path / "b", **pol)
     with ServerThread(a) as sa, ServerThread(b) as sb:
-        got = [send((sa if i % 2 else sb).url, *varied_requests(i + 1), key="k1") for i in range(9)]
+        got = [
+            send((sa if i % 2 else sb).url, *varied_requests(i + 1), key="k1", headers=client_of(i))
+            for i in range(9)
+        ]
         assert got[:6].count(429) == 0, got
         assert got[6:] == [429, 429, 429]
         for i in range(20):  # another account, through both
-            send((sa if i % 2 else sb).url, *varied_requests(i), key="k2")
+            send((sa if i % 2 else sb).url, *varied_requests(i), key="k2", headers=client_of(i))
+        for j in range(300):  # a proxy-rotating one: Redis's HLL past its sparse encoding
+            gw_url = (sa if j % 2 else sb).url
+            send(gw_url, *varied_requests(j), key="k3", headers=spread_client(j))
         sa.call(a.flush())
         sb.call(b.flush())
-        assert isinstance(a.state, object)
         shared = sa.call(_sums(a))
+        distinct = sb.call(_distinct(b, list(shared)))
     con = connect()
     t = con.read_parquet([str(p) for p in tmp_path.glob("*/exchanges-*.parquet")])
     final = account_bucket_frame(t).sort_values("bucket").groupby("account_id").tail(1)
     final = final.set_index("account_id")
-    assert sorted(final["n"].tolist()) == [9, 20]
+    assert sorted(final["n"].tolist()) == [9, 20, 300]
     for account, sums in shared.items():
         for col in [*SUM_COLUMNS, "active_buckets"]:
             assert sums[col] == final.at[account, col], (account, col)
+    # distinct counts: Redis's HyperLogLogs against the exact batch counts over both logs
+    exact = account_distinct_counts(t).set_index("account_id")
+    assert exact["distinct_ips"].max() == 300
+    for account, online in distinct.items():
+        want = {name: float(exact.at[account, name]) for name in online}
+        assert_distinct_agree(want, online, REDIS_HLL_ERROR, exact_below=0)
+
+
+async def _distinct(gw: Gateway, accounts: list[str]) -> dict[str, dict[str, float]]:
+    primary = getattr(gw.state, "primary", None)
+    assert isinstance(primary, RedisState)
+    return {account: await primary.distinct_of(account) for account in accounts}
 
 
 async def _sums(gw: Gateway) -> dict[str, dict[str, float]]:
@@ -123,6 +149,17 @@ def test_redis_lost_fails_closed_when_configured(
 
         time.sleep(gw.policy.state.retry_s + 0.2)
         assert send(server.url, *varied_requests(1), key="k") == 200
+        server.call(gw.flush())
+    # the refused request is in the log too, with the request's own fields
+    rows = [r for f in (tmp_path / "closed").glob("*.parquet") for r in _rows(f)]
+    assert sorted((r["status"], r["decision"]) for r in rows) == [
+        (200, "allow"),
+        (200, "allow"),
+        (503, "shed"),
+    ]
+    (shed,) = [r for r in rows if r["decision"] == "shed"]
+    assert shed["reasons"] == ["state: unavailable (fail closed)"]
+    assert shed["prompt"] == "q1" and shed["api_key_id"] == shed["account_id"]
 
 
 def _rows(path: Path) -> list[dict[str, object]]:

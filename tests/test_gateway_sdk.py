@@ -154,7 +154,13 @@ def test_decision_log_has_contract_schema_and_no_raw_key(
     assert {"decision", "reasons"} <= set(table.column_names)
     rows = table.to_pylist()
     assert len(rows) == gw.log.rows_logged
-    assert all(r["api_key_id"] and r["api_key_id"].startswith("k_") for r in rows)
+    # requests refused by the input limits are logged too, under whoever sent them (the
+    # malformed-JSON test above sends no key: "anonymous")
+    refused = [r for r in rows if r["decision"] == "rejected"]
+    assert all(r["status"] == 400 and r["reasons"][0].startswith("limits: ") for r in refused)
+    assert all(r["account_id"] == "anonymous" and r["model"] == "unknown" for r in refused)
+    keyed = [r for r in rows if r["decision"] != "rejected"]
+    assert keyed and all(r["api_key_id"] and r["api_key_id"].startswith("k_") for r in keyed)
     assert all(r["decision"] == "allow" for r in rows if r["status"] == 200)
     for f in Path(gw.config.log_dir).iterdir():
         assert KEY.encode() not in f.read_bytes()

@@ -1,4 +1,5 @@
-"""Online state: the gateway's per-account sums equal the batch scan's over its own log."""
+"""Online state: the gateway's per-account sums equal the batch scan's over its own log, and
+its distinct counts agree with the batch scan's exact ones within the sketch's error."""
 
 from __future__ import annotations
 
@@ -12,19 +13,39 @@ import numpy as np
 import pytest
 
 from distillguard.engine import connect, parquet_glob
-from distillguard.features import FEATURE_NAMES, SUM_COLUMNS, account_bucket_frame, derive_features
+from distillguard.features import (
+    DISTINCT_FEATURE_NAMES,
+    FEATURE_NAMES,
+    SUM_COLUMNS,
+    account_bucket_frame,
+    account_distinct_counts,
+    derive_features,
+    distinct_values,
+)
+from distillguard.features.distinct import ip24
 from distillguard.gateway import Gateway, GatewayConfig, GatewayPolicy
 from distillguard.gateway.config import RateLimit
+from distillguard.gateway.sketch import SPARSE_MAX, DistinctSketch
 from distillguard.gateway.state import LocalState, contributions
 from distillguard.gateway.testing import ServerThread, StubThread
 from distillguard.ingest import stage_inputs
 
+# HyperLogLog standard errors: 2^12 registers in process, Redis's 2^14
+LOCAL_HLL_ERROR = 1.04 / 2**6
+REDIS_HLL_ERROR = 1.04 / 2**7
 
-def send(url: str, path: str, body: dict[str, Any], key: str) -> int:
+
+def send(
+    url: str, path: str, body: dict[str, Any], key: str, headers: dict[str, str] | None = None
+) -> int:
     req = urllib.request.Request(
         url + path,
         data=json.dumps(body).encode(),
-        headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
+        headers={
+            "authorization": f"Bearer {key}",
+            "content-type": "application/json",
+            **(headers or {}),
+        },
         method="POST",
     )
     try:
@@ -62,33 +83,65 @@ def varied_requests(i: int) -> tuple[str, dict[str, Any]]:
     return "/v1/chat/completions", body
 
 
+def client_of(i: int) -> dict[str, str]:
+    """Where request ``i`` comes from (forwarded by a trusted proxy): a few networks and
+    SDK versions per account, and now and then no user agent at all."""
+    headers = {"x-forwarded-for": f"198.51.{100 + i % 3}.{i % 7}"}
+    if i % 5:
+        headers["user-agent"] = f"sdk/1.{i % 3}"
+    return headers
+
+
+def spread_client(j: int) -> dict[str, str]:
+    """A proxy-rotating client: every request from another IP, over 50 /24s."""
+    return {"x-forwarded-for": f"203.0.{j % 50}.{j // 50}", "user-agent": f"bot/{j % 9}"}
+
+
+def assert_distinct_agree(
+    exact: dict[str, float], online: dict[str, float], error: float, exact_below: int
+) -> None:
+    """Equal while the sketch is exact; within three standard errors once it estimates (and
+    at least one: an estimate of a handful of values is an integer that may be off by one)."""
+    for name in DISTINCT_FEATURE_NAMES:
+        want, got = exact[name], online[name]
+        if want <= exact_below:
+            assert got == want, (name, got, want)
+        else:
+            assert abs(got - want) <= max(1.0, 3 * error * want), (name, got, want)
+
+
 def test_online_features_equal_batch_over_the_decision_log(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     tmp_path = tmp_path_factory.mktemp("log")
     # a tight base limit so throttled (429) exchanges are part of the data too
     policy = GatewayPolicy(rate=RateLimit(rate=5.0, burst=8), rules=())
+    spread = 2 * SPARSE_MAX + 40  # past the in-process sketch's exact range
     with StubThread() as stub:
-        gw = Gateway(
-            GatewayConfig(upstream=stub.url, policy=policy, log_dir=tmp_path), classifier=None
+        cfg = GatewayConfig(
+            upstream=stub.url, policy=policy, log_dir=tmp_path, trust_forwarded=True
         )
+        gw = Gateway(cfg, classifier=None)
         with ServerThread(gw) as server:
             statuses = [
-                send(server.url, *varied_requests(i), key=f"key-{i % 4}") for i in range(120)
+                send(server.url, *varied_requests(i), key=f"key-{i % 4}", headers=client_of(i))
+                for i in range(120)
             ]
+            for j in range(spread):
+                send(server.url, *varied_requests(j), key="key-proxy", headers=spread_client(j))
             server.call(gw.flush())
     assert {200, 429, 500} <= set(statuses)
 
     # scan's own ingestion takes the log folder as it is: every row valid
     work = tmp_path_factory.mktemp("work")
     staged = stage_inputs([tmp_path], work / "stage", work / "q.jsonl")
-    assert (staged.rows_read, staged.rows_quarantined) == (120, 0)
+    assert (staged.rows_read, staged.rows_quarantined) == (120 + spread, 0)
     con = connect()
     t = con.read_parquet(parquet_glob(staged.exchanges_path))
     final = account_bucket_frame(t).sort_values("bucket").groupby("account_id").tail(1)
     final = final.set_index("account_id")
-    assert len(final) == 4
-    assert int(final["n"].sum()) == 120
+    assert len(final) == 5
+    assert int(final["n"].sum()) == 120 + spread
     batch = derive_features({c: final[c].to_numpy() for c in [*SUM_COLUMNS, "active_buckets"]})
     for i, account in enumerate(final.index):
         online = gw.local.sums_of(account)
@@ -102,6 +155,17 @@ def test_online_features_equal_batch_over_the_decision_log(
     assert final["logprobs"].sum() > 0 and final["multi_n"].sum() > 0
     assert final["long_max_tokens"].sum() > 0 and final["reasoning_tok"].sum() > 0
     assert (final["single_turn"] < final["n"]).all()
+
+    # distinct IPs, /24s and user agents: the batch scan's exact counts over the same log
+    exact = account_distinct_counts(t).set_index("account_id")
+    for account in final.index:
+        online = gw.local.distinct_of(account)
+        assert online is not None
+        want = {name: float(exact.at[account, name]) for name in DISTINCT_FEATURE_NAMES}
+        assert_distinct_agree(want, online, LOCAL_HLL_ERROR, SPARSE_MAX)
+    # both regimes were exercised: exact (small) and estimated (the proxy's IPs)
+    assert exact["distinct_ips"].max() == spread and exact["distinct_ip24s"].max() == 50
+    assert (exact["distinct_user_agents"] > 1).all() and exact["distinct_ips"].min() > 1
 
 
 def test_gcra_allows_burst_then_rate() -> None:
@@ -147,3 +211,40 @@ def test_contributions_follow_the_batch_definition() -> None:
         "with_system": 1,
         "h13": 1,
     }
+
+
+def test_sketch_is_exact_when_small_and_within_error_when_large() -> None:
+    for n in (0, 1, 7, SPARSE_MAX, SPARSE_MAX + 1, 3_000, 60_000):
+        sketch = DistinctSketch()
+        for i in range(n):
+            sketch.add(f"10.{i % 251}.{i // 251}.1")
+        for i in range(0, n, 3):  # repeats add nothing
+            sketch.add(f"10.{i % 251}.{i // 251}.1")
+        if n <= SPARSE_MAX:
+            assert sketch.exact and sketch.count() == n
+        else:
+            assert not sketch.exact
+            assert abs(sketch.count() - n) <= 3 * LOCAL_HLL_ERROR * n, (n, sketch.count())
+
+
+def test_distinct_values_spell_keys_as_linking_does() -> None:
+    row = {"ip": "203.0.113.9", "user_agent": "openai-python/1.50"}
+    assert distinct_values(row) == {
+        "ip": "203.0.113.9",
+        "ip24": "203.0.113.0/24",
+        "user_agent": "openai-python/1.50",
+    }
+    assert ip24("2001:db8:1:2:3::9") == "2001:db8:1:2"
+    assert distinct_values({"ip": "", "user_agent": None}) == {}
+
+
+def test_local_state_counts_distinct_values_per_account() -> None:
+    state = LocalState(half_life_s=3600)
+    t0 = datetime(2026, 11, 2, tzinfo=UTC)
+    lim = RateLimit(rate=100, burst=100)
+    for i in range(6):
+        values = distinct_values({"ip": f"192.0.2.{i % 3}", "user_agent": "ua"})
+        obs = state.observe_now("a", {"n": 1}, t0, lim, values)
+    assert obs.distinct == {"distinct_ips": 3, "distinct_ip24s": 1, "distinct_user_agents": 1}
+    other = state.observe_now("b", {"n": 1}, t0, lim)
+    assert other.distinct == dict.fromkeys(DISTINCT_FEATURE_NAMES, 0.0)

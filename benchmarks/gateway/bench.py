@@ -1,6 +1,7 @@
 """Gateway overhead: added latency (p50/p99, JSON and SSE) and throughput at 32 connections.
 
-    python benchmarks/gateway/bench.py [--state redis] [--requests 2000] [--seconds 10]
+    python benchmarks/gateway/bench.py [--state redis] [--content-mode async] \
+        [--requests 2000] [--seconds 10]
 
 Starts the stub upstream and ``distillguard serve`` (packaged policy: content check,
 profile rules, rate limits, decision log) as separate processes on loopback, then measures
@@ -15,6 +16,7 @@ import asyncio
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -94,6 +96,37 @@ async def throughput(url: str, seconds: float, conns: int, offset: int) -> tuple
     return done / elapsed, errors
 
 
+def cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU time (user + system) of a process and of each of its descendants, by pid."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, float] = {}
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+            out[p] = (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def scraped(url: str) -> dict[str, float]:
+    """The gateway's own counts of what it did (content scored inline, shed, fallback)."""
+    import urllib.request
+
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    wanted = ("distillguard_content_", "distillguard_shed_total", "distillguard_state_fallback")
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(wanted):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
 def pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))]
@@ -105,6 +138,18 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--state", choices=["local", "redis"], default="local")
+    ap.add_argument(
+        "--content-mode",
+        choices=["inline", "async"],
+        default=None,
+        help="override the packaged policy's [gateway.content] mode",
+    )
+    ap.add_argument(
+        "--inline-budget",
+        type=float,
+        default=None,
+        help="override [gateway.content] inline_budget (1.0: every new prompt scored inline)",
+    )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="dg-bench-"))
@@ -120,7 +165,12 @@ def main() -> None:
         # a permissive rate limit: this measures cost, not the limiter refusing the load
         policy = tmp / "policy.toml"
         text = (Path(__file__).parents[2] / "src/distillguard/policies/gateway.toml").read_text()
-        policy.write_text(text.replace("rate = 50.0\nburst = 100", "rate = 1e6\nburst = 1000000"))
+        text = text.replace("rate = 50.0\nburst = 100", "rate = 1e6\nburst = 1000000")
+        if args.content_mode is not None:
+            text = re.sub(r'(?m)^mode = "\w+"', f'mode = "{args.content_mode}"', text)
+        if args.inline_budget is not None:
+            text = text.replace("inline_budget = 0.1", f"inline_budget = {args.inline_budget}")
+        policy.write_text(text)
         cmd = [
             sys.executable,
             "-c",
@@ -146,11 +196,20 @@ def main() -> None:
         gw = f"http://127.0.0.1:{gp}"
         wait_port(gw + "/healthz")
         n = args.requests
-        res: dict[str, Any] = {"state": args.state}
+        res: dict[str, Any] = {
+            "state": args.state,
+            "content_mode": args.content_mode or "policy",
+            "inline_budget": args.inline_budget,
+        }
+        load_before = os.getloadavg()
+        gw_pid = procs[-1].pid
         for kind, stream in (("json", False), ("sse", True)):
             asyncio.run(latencies(gw, 200, stream, 10**7))  # warm-up
             direct = asyncio.run(latencies(stub, n, stream, 0))
-            via = asyncio.run(latencies(gw, n, stream, 2 * 10**7))
+            cpu_before = cpu_seconds(gw_pid)
+            # new prompts in each phase: the content cache must not hide the classifier
+            via = asyncio.run(latencies(gw, n, stream, (3 if stream else 2) * 10**7))
+            cpu_after = cpu_seconds(gw_pid)
             res[kind] = {
                 "direct_p50_ms": round(statistics.median(direct), 3),
                 "direct_p99_ms": round(pct(direct, 0.99), 3),
@@ -158,16 +217,34 @@ def main() -> None:
                 "gateway_p99_ms": round(pct(via, 0.99), 3),
                 "added_p50_ms": round(statistics.median(via) - statistics.median(direct), 3),
                 "added_p99_ms": round(pct(via, 0.99) - pct(direct, 0.99), 3),
+                # the gateway process's own CPU per request: on an idle machine the added
+                # latency is about this plus one loopback hop; other jobs cannot inflate it
+                "gateway_cpu_us_per_request": round(
+                    (cpu_after.get(gw_pid, 0.0) - cpu_before.get(gw_pid, 0.0)) / n * 1e6
+                ),
             }
-        rps_stub, _ = asyncio.run(throughput(stub, args.seconds, args.connections, 3 * 10**7))
-        rps_gw, errors = asyncio.run(throughput(gw, args.seconds, args.connections, 4 * 10**7))
+        rps_stub, _ = asyncio.run(throughput(stub, args.seconds, args.connections, 4 * 10**7))
+        cpu_before = cpu_seconds(gw_pid)
+        t0 = time.monotonic()
+        rps_gw, errors = asyncio.run(throughput(gw, args.seconds, args.connections, 5 * 10**7))
+        handled = rps_gw * (time.monotonic() - t0) + errors
+        cpu_after = cpu_seconds(gw_pid)
+        spent = {p: t - cpu_before.get(p, 0.0) for p, t in cpu_after.items()}
+        # CPU per request is what a loaded, shared machine distorts least: the gateway's
+        # own process (one core) could serve 1e6 / main_us requests per second
+        main_us = spent.pop(gw_pid, 0.0) / max(handled, 1) * 1e6
         res["throughput"] = {
             "connections": args.connections,
             "stub_rps": round(rps_stub),
             "gateway_rps": round(rps_gw),
             "gateway_errors": errors,
+            "gateway_cpu_us_per_request": round(main_us),
+            "content_worker_cpu_us_per_request": round(sum(spent.values()) / max(handled, 1) * 1e6),
+            "gateway_rps_per_core_from_cpu": round(1e6 / max(main_us, 1e-9)),
         }
+        res["gateway_metrics"] = scraped(gw + "/metrics")
         res["machine"] = {
+            "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),

@@ -1,7 +1,9 @@
 """The gateway: a plain ASGI class for the proxy's hot path, Starlette for the rest.
 
 Per proxied request: limits -> identity -> request fields -> content check -> one state
-round trip (rate limit + sums) -> ladder -> forward (or refuse) -> decision log row.
+round trip (rate limit + sums + distinct counts) -> ladder -> forward (or refuse) ->
+decision log row. Requests refused before that (shed under overload, over the input
+limits) get a log row too, built from what is known without reading the body.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as StarletteRoute
 
+from distillguard.features import distinct_values
 from distillguard.gateway.apis import (
     PASSTHROUGH,
     ROUTES,
@@ -55,6 +58,7 @@ from distillguard.gateway.metrics import CONTENT_TYPE_LATEST, Metrics
 from distillguard.gateway.state import (
     FailoverState,
     LocalState,
+    Observation,
     RedisState,
     State,
     StateUnavailable,
@@ -150,6 +154,11 @@ class Gateway:
         m.gauge("distillguard_listed_accounts", "Accounts on scan lists", self._listed)
         m.gauge("distillguard_log_pending_rows", "Decision-log rows not yet written", self._pend)
         m.gauge("distillguard_content_dropped", "Prompts left unscored", self._dropped)
+        m.gauge(
+            "distillguard_content_scored_inline",
+            "Prompts scored on the request path (the rest: cache hits or the async worker)",
+            self._scored_inline,
+        )
 
     def _fallback(self) -> float:
         return float(isinstance(self.state, FailoverState) and self.state.degraded)
@@ -162,6 +171,9 @@ class Gateway:
 
     def _dropped(self) -> float:
         return float(self.content.dropped)
+
+    def _scored_inline(self) -> float:
+        return float(self.content.scored_inline)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -212,7 +224,9 @@ class Gateway:
         )
         loop = self.loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self.log.run())]
-        if self.content.enabled and self.policy.content.mode == "async":
+        if self.content.enabled and self.policy.content.mode in ("async", "inline"):
+            # inline mode needs it too, for what arrives past its time budget; the worker
+            # process itself starts on its first batch
             self.content.start_worker()
             self._tasks.append(loop.create_task(self.content.run()))
         if cfg.scan_dir is not None:
@@ -257,19 +271,27 @@ class Gateway:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         flavor = flavor_of(path, headers)
+        # an exchange (logged) rather than a pass-through call (model list, token count)
+        exchange = route is not None and scope["method"] == "POST"
         if header_bytes(scope["headers"]) > self.policy.limits.max_header_bytes:
             self.metrics.rejected.labels("headers").inc()
             await _refuse(send, flavor, 431, "headers_too_large", "request headers too large")
+            if route is not None and exchange:
+                why = "limits: headers_too_large"
+                self._log_refused(scope, headers, route.endpoint, 431, "rejected", why)
             return
         if self.inflight >= self.policy.limits.max_inflight:
             # Past capacity: refuse at once rather than queue without bound.
             self.metrics.shed.inc()
             await _refuse(send, flavor, 503, "overloaded", "gateway at capacity", retry=1.0)
+            if route is not None and exchange:
+                why = f"overload: {self.inflight} in flight"
+                self._log_refused(scope, headers, route.endpoint, 503, "shed", why)
             return
         self.inflight += 1
         self.metrics.inflight.inc()
         try:
-            if route is None or scope["method"] != "POST":
+            if route is None or not exchange:
                 await self._passthrough(scope, receive, send, headers, flavor)
             else:
                 await self._exchange(scope, receive, send, headers, route.endpoint, flavor)
@@ -327,6 +349,66 @@ class Gateway:
         client = scope.get("client")
         return str(client[0]) if client else None
 
+    def _log_refused(
+        self,
+        scope: Scope,
+        headers: dict[str, str],
+        endpoint: str,
+        status: int,
+        decision: str,
+        reason: str,
+    ) -> None:
+        """The log row of a proxied request refused before the policy saw it.
+
+        Shedding must stay cheap, so nothing here reads the body or waits: the key's HMAC
+        (microseconds), a key-map lookup only if it is in memory, the headers' own fields.
+        """
+        if not self.log.enabled or self.hasher is None:
+            return
+        key_id, account = self._identity(headers)
+        if key_id is not None and self.keymap is not None:
+            account = self.keymap.account_cached(key_id) or account
+        ip = self._client_ip(scope, headers)
+        self._refused_row(
+            endpoint, status, decision, reason, key_id, account, ip, headers.get("user-agent")
+        )
+
+    def _refused_row(
+        self,
+        endpoint: str,
+        status: int,
+        decision: str,
+        reason: str,
+        key_id: str | None,
+        account: str,
+        ip: str | None,
+        user_agent: str | None,
+        fields: dict[str, Any] | None = None,
+    ) -> None:
+        """A log row without a decision by the ladder; ``fields`` are the request's own
+        (``request_fields``) when its body was read, else model and prompt are unknown."""
+        if not self.log.enabled:
+            return
+        row: dict[str, Any] = {
+            "exchange_id": f"{self._id_prefix}{next(self._ids):x}",
+            "ts": now_utc(),
+            "account_id": account,
+            "model": "unknown",
+            "prompt": "",
+            **(fields or {}),
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "api_key_id": key_id,
+            "endpoint": endpoint,
+            "ip": ip,
+            "user_agent": user_agent,
+            "status": status,
+            "decision": decision,
+            "reasons": [reason],
+        }
+        self.log.append(row)
+        self.metrics.count_request(endpoint, decision)
+
     async def evaluate(
         self,
         endpoint: str,
@@ -335,8 +417,9 @@ class Gateway:
         account: str,
         ip: str | None,
         user_agent: str | None,
-    ) -> tuple[dict[str, Any], Decision, ContentResult | None]:
-        """The decision for one request, with its log row (tokens not yet known)."""
+    ) -> tuple[dict[str, Any], Decision, ContentResult | None, Observation]:
+        """The decision for one request, with its log row (tokens not yet known) and the
+        account's state as this request left it."""
         ts: datetime = now_utc()
         fields = request_fields(endpoint, body)
         row: dict[str, Any] = {
@@ -354,9 +437,14 @@ class Gateway:
         listing = self.lists.lists.get(account)
         content = self.content.check(account, fields["prompt"], fields["system_prompt"])
         limit = self.ladder.rate_limit(account, listing)
-        obs = await self.state.observe(account, contributions(row), ts, limit)
-        if content is not None:
-            self.state.add(account, {"del": content.elicitation})
+        obs = await self.state.observe(
+            account,
+            contributions(row),
+            ts,
+            limit,
+            distinct_values(row),
+            1.0 if content is not None and content.flagged else 0.0,
+        )
         decision = self.ladder.decide(account, listing, obs, content)
         if obs.source == "fallback":
             decision = Decision(
@@ -365,10 +453,11 @@ class Gateway:
                 (*decision.reasons, "state: local fallback"),
                 decision.retry_after,
             )
-        return row, decision, content
+        return row, decision, content, obs
 
     def _content_scored(self, account: str, result: ContentResult) -> None:
-        self.state.add(account, {"del": result.elicitation})
+        if result.flagged:  # the share counts flagged prompts, as the batch scan's does
+            self.state.add(account, {"del": 1.0})
 
     def _finish(
         self,
@@ -393,7 +482,7 @@ class Gateway:
         if any(deltas.values()):
             self.state.add(row["account_id"], deltas)
         self.log.append(row)
-        self.metrics.requests.labels(ex.endpoint, ex.decision.action).inc()
+        self.metrics.count_request(ex.endpoint, ex.decision.action)
         self.metrics.latency.labels(ex.endpoint).observe(row["latency_ms"] / 1000.0)
 
     async def _exchange(
@@ -412,6 +501,9 @@ class Gateway:
         except RequestRejected as err:
             self.metrics.rejected.labels(err.code).inc()
             await _refuse(send, flavor, err.status, err.code, err.message)
+            self._log_refused(
+                scope, headers, endpoint, err.status, "rejected", f"limits: {err.code}"
+            )
             return
         key_id, account = self._identity(headers)
         if key_id is not None and self.keymap is not None:
@@ -422,7 +514,7 @@ class Gateway:
             if mapped is not None:
                 account = mapped
         try:
-            row, decision, content = await self.evaluate(
+            row, decision, content, _ = await self.evaluate(
                 endpoint,
                 body,
                 key_id,
@@ -432,6 +524,17 @@ class Gateway:
             )
         except StateUnavailable as err:
             await _refuse(send, flavor, 503, "state_unavailable", str(err), retry=1.0)
+            self._refused_row(
+                endpoint,
+                503,
+                "shed",
+                "state: unavailable (fail closed)",
+                key_id,
+                account,
+                self._client_ip(scope, headers),
+                headers.get("user-agent"),
+                request_fields(endpoint, body),
+            )
             return
         ex = Exchange(flavor, endpoint, row, decision, started, content)
         action = decision.action
@@ -661,16 +764,14 @@ class Gateway:
         if endpoint not in {r.endpoint for r in ROUTES.values()}:
             return JSONResponse({"error": "unknown endpoint", "code": "invalid"}, status_code=400)
         ip, ua = body.get("ip"), body.get("user_agent")
+        ip = ip if isinstance(ip, str) else None
+        ua = ua if isinstance(ua, str) else None
         try:
-            row, decision, content = await self.evaluate(
-                endpoint,
-                req,
-                None,
-                account,
-                ip if isinstance(ip, str) else None,
-                ua if isinstance(ua, str) else None,
-            )
+            row, decision, content, obs = await self.evaluate(endpoint, req, None, account, ip, ua)
         except StateUnavailable as err:
+            fields = request_fields(endpoint, req)
+            why = "state: unavailable (fail closed)"
+            self._refused_row(endpoint, 503, "shed", why, None, account, ip, ua, fields)
             return JSONResponse({"error": str(err), "code": "state_unavailable"}, status_code=503)
         ex = Exchange("openai", endpoint, row, decision, time.perf_counter(), content)
         status = {"throttle": 429, "verify": 403, "block": 403}.get(decision.action, 200)
@@ -683,6 +784,12 @@ class Gateway:
         }
         if decision.retry_after:
             reply["retry_after"] = round(decision.retry_after, 3)
+        # what the caller's own gateway may want to show or log beside the action; the
+        # distinct counts are estimates (exact while small), so they are rounded
+        reply["account"] = {
+            "exchanges": int(obs.sums["n"]),
+            **{k: round(v) for k, v in obs.distinct.items()},
+        }
         return JSONResponse(reply)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from distillguard.errors import ConfigError
-from distillguard.features import FEATURE_NAMES
+from distillguard.features import DISTINCT_FEATURE_NAMES, FEATURE_NAMES
 
 Action = Literal["allow", "watch", "throttle", "verify", "degrade", "block"]
 ACTIONS: tuple[Action, ...] = ("allow", "watch", "throttle", "verify", "degrade", "block")
@@ -38,6 +38,10 @@ class RateLimit:
 class ContentConfig:
     mode: Literal["async", "inline", "off"] = "async"
     worker: Literal["process", "thread"] = "process"
+    # inline mode: the share of the event loop's time (per second) that inline scoring may
+    # take; past it, new prompts go to the async worker (scored for the account's next
+    # requests), so a saturated gateway loses at most this share of its throughput to it
+    inline_budget: float = 0.1
     max_chars: int = 2000
     cache_size: int = 8192
     request_weight: float = 0.35
@@ -59,12 +63,20 @@ class DegradeConfig:
     n: int = 1
 
 
+# What a profile rule may test: the batch scan's features plus the distinct counts.
+RULE_FEATURES = (*FEATURE_NAMES, *DISTINCT_FEATURE_NAMES)
+
+
 @dataclass(frozen=True)
 class Rule:
     feature: str
     min: float
     min_exchanges: float = 20.0
     weight: float = 0.3
+    # True: the rule adds its weight only when the other evidence (scan lists, content)
+    # already reaches the watch rung, so a usage shape alone (a reseller, a heavy honest
+    # customer) never moves an account; it can only strengthen what content already shows.
+    corroborating: bool = False
 
 
 @dataclass(frozen=True)
@@ -209,6 +221,7 @@ def parse_gateway(data: Any, source: str = "<policy>") -> GatewayPolicy:
         "gateway.content",
         source,
         max_chars=(16, 1e7),
+        inline_budget=(0, 1),
         cache_size=(0, 1e8),
         request_weight=(0, 1),
         account_weight=(0, 1),
@@ -241,7 +254,9 @@ def parse_gateway(data: Any, source: str = "<policy>") -> GatewayPolicy:
         rule = _build(
             Rule, raw, where, source, min=(-1e12, 1e12), min_exchanges=(0, 1e12), weight=(0, 1)
         )
-        _choice(rule.feature, FEATURE_NAMES, f"{where}.feature", source)
+        _choice(rule.feature, RULE_FEATURES, f"{where}.feature", source)
+        if not isinstance(rule.corroborating, bool):
+            raise ConfigError(f"{where}.corroborating must be true or false", source=source)
         rules.append(rule)
     limits = _build(
         Limits,

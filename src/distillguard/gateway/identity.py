@@ -9,7 +9,6 @@ its own authentication.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 import time
 from pathlib import Path
@@ -23,14 +22,30 @@ ANONYMOUS = "anonymous"
 
 
 class KeyHasher:
+    """``api_key_id = "k_" + HMAC-BLAKE2b(secret, key)[:24 hex]``.
+
+    The HMAC's inner and outer states after the padded secret are computed once and copied
+    per key: the same digest as ``hmac.new(secret, key, blake2b)`` (tested) in a third of
+    the time, which matters on the paths that must stay cheap (shedding logs every key).
+    """
+
     def __init__(self, secret: bytes) -> None:
         if len(secret) < 16:
             raise ConfigError("the key-hashing secret must be at least 16 bytes")
         self._secret = secret
+        block = hashlib.blake2b().block_size
+        padded = (hashlib.blake2b(secret).digest() if len(secret) > block else secret).ljust(
+            block, b"\0"
+        )
+        self._inner = hashlib.blake2b(bytes(x ^ 0x36 for x in padded))
+        self._outer = hashlib.blake2b(bytes(x ^ 0x5C for x in padded))
 
     def key_id(self, key: str) -> str:
-        digest = hmac.new(self._secret, key.encode(), hashlib.blake2b).hexdigest()
-        return "k_" + digest[:24]
+        inner = self._inner.copy()
+        inner.update(key.encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return "k_" + outer.hexdigest()[:24]
 
 
 def presented_key(headers: dict[str, str]) -> str | None:
@@ -58,6 +73,10 @@ def load_or_create_secret(path: Path) -> bytes:
 class KeyMap(Protocol):
     async def account_of(self, key_id: str) -> str | None: ...
 
+    def account_cached(self, key_id: str) -> str | None:
+        """The account if known without I/O (shed requests must not wait), else None."""
+        ...
+
 
 class FileKeyMap:
     """A JSON object ``{api_key: account_id}``, hashed on load so raw keys stay on disk only."""
@@ -78,6 +97,9 @@ class FileKeyMap:
     async def account_of(self, key_id: str) -> str | None:
         return self._map.get(key_id)
 
+    def account_cached(self, key_id: str) -> str | None:
+        return self._map.get(key_id)
+
 
 class RedisKeyMap:
     """The Redis hash ``dg:keymap`` (``api_key_id`` -> account), cached for ``ttl_s``.
@@ -92,6 +114,10 @@ class RedisKeyMap:
         self._ttl = ttl_s
         self._max = max_entries
         self._cache: dict[str, tuple[float, str | None]] = {}
+
+    def account_cached(self, key_id: str) -> str | None:
+        hit = self._cache.get(key_id)
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
 
     async def account_of(self, key_id: str) -> str | None:
         now = time.monotonic()

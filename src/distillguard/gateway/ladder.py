@@ -1,10 +1,13 @@
 """The policy ladder: signals -> one online score -> allow ... block, with reasons.
 
 The score is a noisy-OR of the batch scan's verdict on the account (its lists), the
-account's recent elicitation share, this request's own elicitation score and the profile
-rules over the online features. The highest rung the score reaches is the action; a rate
-limit beyond the account's GCRA allowance is a throttle whatever the score. Accounts in
-``allow_accounts`` (known false positives) never climb.
+account's recent elicitation share (decayed share of its prompts the classifier flagged),
+this request's own elicitation score when the classifier flags it, and the profile rules
+over the online features (the batch scan's features and the distinct counts).
+Corroborating rules count only once the lists and content evidence alone reach the watch
+rung. The highest rung the score reaches is the action; a rate limit beyond the account's
+GCRA allowance is a throttle whatever the score. Accounts in ``allow_accounts`` (known
+false positives) never climb.
 """
 
 from __future__ import annotations
@@ -99,7 +102,9 @@ class Ladder:
     ) -> Decision:
         pol = self.policy
         parts, floor = self._list_parts(listing)
-        if content is not None:
+        # Below the classifier's own threshold a prompt is not evidence: ordinary prompts
+        # score around 0.3, and adding that to every request would watch every account.
+        if content is not None and content.flagged:
             parts.append(
                 (
                     pol.content.request_weight * content.elicitation,
@@ -116,10 +121,17 @@ class Ladder:
             n = obs.sums["n"]
             if pol.rules and n >= self._min_rule_exchanges:
                 feats = self.features(account, obs.sums)
+                distinct = obs.distinct
+                # evidence other than usage shape: what corroborating rules need first
+                evidence = _noisy_or(parts)
                 for rule in pol.rules:
-                    value = feats[rule.feature]
-                    if n >= rule.min_exchanges and value >= rule.min:
-                        parts.append((rule.weight, f"profile: {rule.feature} {value:.2f}"))
+                    f = rule.feature
+                    value = distinct[f] if f in distinct else feats.get(f, 0.0)
+                    if n < rule.min_exchanges or value < rule.min:
+                        continue
+                    if rule.corroborating and evidence < pol.ladder.watch:
+                        continue
+                    parts.append((rule.weight, f"profile: {f} {value:.2f}"))
         score = _noisy_or(parts)
         if account in self._allow:
             action: Action = "allow"

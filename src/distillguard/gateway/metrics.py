@@ -40,6 +40,17 @@ class Metrics:
             registry=r,
         )
         self.inflight = Gauge("distillguard_inflight", "Requests in progress", registry=r)
+        self._request_children: dict[tuple[str, str], Counter] = {}
+
+    def count_request(self, endpoint: str, decision: str) -> None:
+        """``requests{endpoint, decision}`` + 1, with the labelled child kept: resolving
+        labels costs microseconds, which the shed path is meant not to spend."""
+        child = self._request_children.get((endpoint, decision))
+        if child is None:
+            child = self._request_children[(endpoint, decision)] = self.requests.labels(
+                endpoint, decision
+            )
+        child.inc()
 
     def gauge(self, name: str, doc: str, fn: Callable[[], float]) -> None:
         """A gauge read at scrape time (state fallback, list sizes, log backlog)."""

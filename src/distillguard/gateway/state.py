@@ -1,9 +1,13 @@
-"""Online per-account state: the batch scan's sums, decayed counters and the GCRA limit.
+"""Online per-account state: the batch scan's sums, distinct counts, decayed counters and
+the GCRA limit.
 
 Each request's contribution comes from ``AccountSums.learn_one`` on that request's log row
 (tokens are unknown until the answer, so they arrive later as deltas): the online sums are
 the batch sums by construction, and ``tests/test_gateway_state.py`` checks it against
-``account_bucket_frame`` over the gateway's own decision log.
+``account_bucket_frame`` over the gateway's own decision log. Distinct IPs, /24s and user
+agents (``features.distinct``) are kept in sketches: ``gateway.sketch`` in process, Redis's
+own HyperLogLog (PFADD/PFCOUNT) in Redis; both agree with the batch scan's exact counts
+within the sketch's error (tested the same way).
 
 In process by default. With Redis, one Lua script per request does the rate limit and
 updates the sums in the account's hash, so several gateways share one view; token and
@@ -18,17 +22,20 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 from distillguard.errors import DistillGuardError
 from distillguard.features import SUM_COLUMNS, AccountSums
+from distillguard.features.distinct import DISTINCT_KEYS, FEATURE_OF
 from distillguard.gateway.config import RateLimit
+from distillguard.gateway.sketch import DistinctSketch
 
 log = logging.getLogger("distillguard.gateway")
 
-# Decayed request count and decayed elicitation score: the account's *recent* behaviour,
+# Decayed request count and decayed count of prompts the classifier flagged (the batch
+# scan's elicitation_share counts flagged prompts too): the account's *recent* behaviour,
 # which the all-time sums cannot show.
 DECAYED = ("dn", "del")
 READ_FIELDS = (*SUM_COLUMNS, "active_buckets", *DECAYED)
@@ -45,6 +52,8 @@ class Observation:
     decayed_elicitation: float
     retry_after: float  # seconds until the request would fit the limit; 0 = allowed
     source: str  # "local", "redis" or "fallback"
+    # distinct_ips, distinct_ip24s, distinct_user_agents (estimates; exact while small)
+    distinct: dict[str, float] = field(default_factory=dict)
 
 
 def contributions(row: Mapping[str, Any]) -> dict[str, int]:
@@ -56,8 +65,18 @@ def contributions(row: Mapping[str, Any]) -> dict[str, int]:
 
 class State(Protocol):
     async def observe(
-        self, account: str, contrib: Mapping[str, int], ts: datetime, limit: RateLimit
-    ) -> Observation: ...
+        self,
+        account: str,
+        contrib: Mapping[str, int],
+        ts: datetime,
+        limit: RateLimit,
+        values: Mapping[str, str] | None = None,
+        elicitation: float = 0.0,
+    ) -> Observation:
+        """Count one request: rate limit, sums (``contrib``), distinct ``values``
+        (``features.distinct_values``) and ``elicitation``: 1 when this request's prompt is
+        known to be flagged by the classifier, else 0."""
+        ...
 
     def add(self, account: str, deltas: Mapping[str, float]) -> None: ...
 
@@ -67,10 +86,12 @@ class State(Protocol):
 
 
 class _Account:
-    __slots__ = ("days", "del_", "dn", "dts", "sums", "tat")
+    __slots__ = ("days", "del_", "dn", "dts", "sketches", "sums", "tat")
 
     def __init__(self) -> None:
         self.sums: dict[str, float] = dict.fromkeys(SUM_COLUMNS, 0)
+        # made on first use: most accounts never send a user agent or an IP worth keeping
+        self.sketches: dict[str, DistinctSketch] = {}
         self.days: set[date] = set()
         self.tat = 0.0
         self.dts = 0.0
@@ -98,7 +119,13 @@ class LocalState:
         return acc
 
     def observe_now(
-        self, account: str, contrib: Mapping[str, int], ts: datetime, limit: RateLimit
+        self,
+        account: str,
+        contrib: Mapping[str, int],
+        ts: datetime,
+        limit: RateLimit,
+        values: Mapping[str, str] | None = None,
+        elicitation: float = 0.0,
     ) -> Observation:
         now = ts.timestamp()
         acc = self._get(account)
@@ -111,19 +138,37 @@ class LocalState:
         factor = math.exp(-(now - acc.dts) / self._tau) if now > acc.dts else 1.0
         acc.dts = max(now, acc.dts)
         acc.dn = acc.dn * factor + 1.0
-        acc.del_ *= factor
+        acc.del_ = acc.del_ * factor + elicitation
         sums = acc.sums
         for k, v in contrib.items():
             sums[k] += v
         acc.days.add(ts.astimezone(UTC).date())
+        sketches = acc.sketches
+        if values:
+            for key, value in values.items():
+                sk = sketches.get(key)
+                if sk is None:
+                    sk = sketches[key] = DistinctSketch()
+                sk.add(value)
         return Observation(
-            {**sums, "active_buckets": len(acc.days)}, acc.dn, acc.del_, retry, self.source
+            {**sums, "active_buckets": len(acc.days)},
+            acc.dn,
+            acc.del_,
+            retry,
+            self.source,
+            _counts(sketches),
         )
 
     async def observe(
-        self, account: str, contrib: Mapping[str, int], ts: datetime, limit: RateLimit
+        self,
+        account: str,
+        contrib: Mapping[str, int],
+        ts: datetime,
+        limit: RateLimit,
+        values: Mapping[str, str] | None = None,
+        elicitation: float = 0.0,
     ) -> Observation:
-        return self.observe_now(account, contrib, ts, limit)
+        return self.observe_now(account, contrib, ts, limit, values, elicitation)
 
     def add(self, account: str, deltas: Mapping[str, float]) -> None:
         acc = self._accounts.get(account)
@@ -142,6 +187,11 @@ class LocalState:
             return None
         return {**acc.sums, "active_buckets": len(acc.days)}
 
+    def distinct_of(self, account: str) -> dict[str, float] | None:
+        """The account's distinct counts by feature name (tests, /v1/decide)."""
+        acc = self._accounts.get(account)
+        return None if acc is None else _counts(acc.sketches)
+
     async def flush(self) -> None:
         return None
 
@@ -149,12 +199,25 @@ class LocalState:
         return None
 
 
+def _counts(sketches: Mapping[str, DistinctSketch]) -> dict[str, float]:
+    out = {}
+    for key in DISTINCT_KEYS:
+        sk = sketches.get(key)
+        out[FEATURE_OF[key]] = sk.count() if sk is not None else 0.0
+    return out
+
+
+# KEYS: the account's hash, then one HyperLogLog per distinct key (DISTINCT_KEYS order).
+# ARGV: now, day, interval, burst, tau, ttl, elicitation, one value per HyperLogLog ("" when
+# the request has none), then (sum, increment) pairs.
 _LUA = """
 local k = KEYS[1]
 local now = tonumber(ARGV[1])
 local interval = tonumber(ARGV[3])
 local burst = tonumber(ARGV[4])
 local tau = tonumber(ARGV[5])
+local ttl = tonumber(ARGV[6])
+local nsk = #KEYS - 1
 local v = redis.call('HMGET', k, 'tat', 'dts', 'dn', 'del')
 local tat = tonumber(v[1]) or now
 if tat < now then tat = now end
@@ -165,16 +228,24 @@ local dts = tonumber(v[2]) or now
 local f = 1
 if now > dts then f = math.exp(-(now - dts) / tau) else now = dts end
 local dn = (tonumber(v[3]) or 0) * f + 1
-local del = (tonumber(v[4]) or 0) * f
+local del = (tonumber(v[4]) or 0) * f + tonumber(ARGV[7])
 redis.call('HSET', k, 'tat', string.format('%.6f', tat), 'dts', string.format('%.6f', now),
   'dn', string.format('%.12g', dn), 'del', string.format('%.12g', del))
-for i = 7, #ARGV, 2 do redis.call('HINCRBY', k, ARGV[i], ARGV[i + 1]) end
+for i = 8 + nsk, #ARGV, 2 do redis.call('HINCRBY', k, ARGV[i], ARGV[i + 1]) end
 if redis.call('HSETNX', k, 'b:' .. ARGV[2], 1) == 1 then
   redis.call('HINCRBY', k, 'active_buckets', 1)
 end
-local ttl = tonumber(ARGV[6])
 if ttl > 0 then redis.call('EXPIRE', k, ttl) end
-return {string.format('%.6f', retry), redis.call('HMGET', k, FIELDS)}
+local counts = {}
+for i = 1, nsk do
+  local hk = KEYS[i + 1]
+  if ARGV[7 + i] ~= '' then
+    redis.call('PFADD', hk, ARGV[7 + i])
+    if ttl > 0 then redis.call('EXPIRE', hk, ttl) end
+  end
+  counts[i] = redis.call('PFCOUNT', hk)
+end
+return {string.format('%.6f', retry), redis.call('HMGET', k, FIELDS), counts}
 """.replace("FIELDS", ", ".join(f"'{f}'" for f in READ_FIELDS))
 
 
@@ -203,8 +274,20 @@ class RedisState:
     def key(account: str) -> str:
         return "dg:a:" + account
 
+    @staticmethod
+    def sketch_keys(account: str) -> list[str]:
+        """The account's HyperLogLogs. The key name comes before the account id, so no
+        account id (which may contain ':') can name another account's keys."""
+        return [f"dg:d:{key}:{account}" for key in DISTINCT_KEYS]
+
     async def observe(
-        self, account: str, contrib: Mapping[str, int], ts: datetime, limit: RateLimit
+        self,
+        account: str,
+        contrib: Mapping[str, int],
+        ts: datetime,
+        limit: RateLimit,
+        values: Mapping[str, str] | None = None,
+        elicitation: float = 0.0,
     ) -> Observation:
         args: list[Any] = [
             f"{ts.timestamp():.6f}",
@@ -213,13 +296,18 @@ class RedisState:
             limit.burst,
             repr(self._tau),
             self._ttl,
+            repr(float(elicitation)),
         ]
+        vals = values or {}
+        args += [vals.get(key, "") for key in DISTINCT_KEYS]
         for k, v in contrib.items():
             args += (k, v)
-        retry, values = await self._script(keys=[self.key(account)], args=args)
-        got = dict(zip(READ_FIELDS, (_num(x) for x in values), strict=True))
+        keys = [self.key(account), *self.sketch_keys(account)]
+        retry, values_read, counts = await self._script(keys=keys, args=args)
+        got = dict(zip(READ_FIELDS, (_num(x) for x in values_read), strict=True))
         sums = {k: got[k] for k in (*SUM_COLUMNS, "active_buckets")}
-        return Observation(sums, got["dn"], got["del"], float(retry), self.source)
+        distinct = {FEATURE_OF[k]: float(c) for k, c in zip(DISTINCT_KEYS, counts, strict=True)}
+        return Observation(sums, got["dn"], got["del"], float(retry), self.source, distinct)
 
     def add(self, account: str, deltas: Mapping[str, float]) -> None:
         slot = self._pending.setdefault(account, {})
@@ -255,6 +343,13 @@ class RedisState:
             return None
         got = dict(zip(READ_FIELDS, (_num(x) for x in values), strict=True))
         return {k: got[k] for k in (*SUM_COLUMNS, "active_buckets")}
+
+    async def distinct_of(self, account: str) -> dict[str, float]:
+        pipe = self.redis.pipeline(transaction=False)
+        for key in self.sketch_keys(account):
+            pipe.pfcount(key)
+        counts = await pipe.execute()
+        return {FEATURE_OF[k]: float(c) for k, c in zip(DISTINCT_KEYS, counts, strict=True)}
 
     async def close(self) -> None:
         try:
@@ -294,11 +389,17 @@ class FailoverState:
         return "open (local limits)" if self._open else "closed"
 
     async def observe(
-        self, account: str, contrib: Mapping[str, int], ts: datetime, limit: RateLimit
+        self,
+        account: str,
+        contrib: Mapping[str, int],
+        ts: datetime,
+        limit: RateLimit,
+        values: Mapping[str, str] | None = None,
+        elicitation: float = 0.0,
     ) -> Observation:
         if not self.degraded:
             try:
-                return await self.primary.observe(account, contrib, ts, limit)
+                return await self.primary.observe(account, contrib, ts, limit, values, elicitation)
             except (OSError, ConnectionError, TimeoutError) as err:
                 self._down(err)
             except Exception as err:
@@ -307,7 +408,7 @@ class FailoverState:
                 self._down(err)
         if not self._open:
             raise StateUnavailable("shared state (redis) is unreachable")
-        return self.fallback.observe_now(account, contrib, ts, limit)
+        return self.fallback.observe_now(account, contrib, ts, limit, values, elicitation)
 
     def add(self, account: str, deltas: Mapping[str, float]) -> None:
         if self.degraded:
