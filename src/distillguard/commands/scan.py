@@ -70,6 +70,8 @@ def register(app: typer.Typer) -> None:
         Writes accounts.parquet, campaigns.parquet, exchanges_scored.parquet, summary.json, quarantine.jsonl, report.html and indicators.stix.json into --out.
 
         Bad rows never stop the scan: they go to quarantine.jsonl with file, line and reason.
+
+        Needs free disk in --out of about the logs' size (a validated copy is staged there, and the engine spills past the policy's memory_limit); big logs are staged and classified by one worker process per core.
         """  # noqa: E501 (Typer keeps line breaks, so each paragraph is one line)
         from distillguard.engine import ENGINES, EngineConfig
         from distillguard.errors import ConfigError

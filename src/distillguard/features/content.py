@@ -2,7 +2,7 @@
 
 Classifying every prompt of a 100M-row log would dominate the scan, and an account's
 share of elicitation prompts is well estimated from a sample: up to ``per_bucket`` prompts
-per account and day, chosen by a hash of the exchange id (deterministic, and the same
+with text (a turn that only carries tool results has none) per account and day, chosen by a hash of the exchange id (deterministic, and the same
 rows whichever engine runs it). Accounts with little traffic are classified in full.
 """
 
@@ -37,10 +37,17 @@ CONTENT_SUM_COLUMNS = (
 SKETCH_SUM_COLUMNS = (*SKETCH_COLUMNS, SKETCH_SQ_COLUMN)
 
 
+def _with_text(t: Any) -> Any:
+    # Turns that only carry tool results have no prompt text: nothing to classify, and
+    # counting them would dilute an agent harvester's eliciting share with empty turns.
+    return t.filter(t.prompt.length() > 0)
+
+
 def per_bucket_for_budget(t: Any, *, per_bucket: int, budget: int, bucket: str = "D") -> int:
     """The largest per-(account, day) sample size <= ``per_bucket`` whose total stays within
     ``budget`` prompts (at least 2, so every active account-day keeps some evidence)."""
-    c = t.select(t.account_id, b=t.ts.truncate(bucket))
+    f = _with_text(t)
+    c = f.select("account_id", b=f.ts.truncate(bucket))
     sizes = c.group_by(["account_id", "b"]).aggregate(n=c.count()).to_pyarrow().column("n")
     n = np.asarray(sizes.to_numpy(zero_copy_only=False), dtype=np.int64)
     k = per_bucket
@@ -53,11 +60,12 @@ def content_sample(t: Any, *, per_bucket: int, bucket: str = "D") -> Any:
     # Ranked on narrow columns only: carrying every prompt through the sort would move the
     # whole log's text; the sampled rows' prompts are joined back afterwards. Twelve hex
     # digits of the digest order as well as all 32 and sort far cheaper.
-    c = t.select(
+    f = _with_text(t)
+    c = f.select(
         "exchange_id",
         "account_id",
-        bucket=t.ts.truncate(bucket),
-        h=stable_hash(t.exchange_id).left(12),
+        bucket=f.ts.truncate(bucket),
+        h=stable_hash(f.exchange_id).left(12),
     )
     w = ibis.window(group_by=[c.account_id, c.bucket], order_by=[c.h, c.exchange_id])
     ranked = c.mutate(rank=ibis.row_number().over(w))
