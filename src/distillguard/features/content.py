@@ -2,8 +2,9 @@
 
 Classifying every prompt of a 100M-row log would dominate the scan, and an account's
 share of elicitation prompts is well estimated from a sample: up to ``per_bucket`` prompts
-with text (a turn that only carries tool results has none) per account and day, chosen by a hash of the exchange id (deterministic, and the same
-rows whichever engine runs it). Accounts with little traffic are classified in full.
+with text (a turn that only carries tool results has none) per account and day, chosen by
+a hash of the exchange id (deterministic, and the same rows whichever engine runs it).
+Accounts with little traffic are classified in full.
 """
 
 from __future__ import annotations

@@ -93,9 +93,12 @@ def read_jsonl(
     max_line_bytes: int,
     executor: Executor | None = None,
     block_bytes: int = 8 << 20,
+    sink: Callable[[Block, int], Block] | None = None,
 ) -> Iterator[Block]:
     """Blocks of ``source`` in file order. With an ``executor`` (a process pool) blocks are
-    parsed in parallel, at most ``2 x workers`` in flight, so memory stays bounded."""
+    parsed in parallel, at most ``2 x workers`` in flight, so memory stays bounded; there a
+    picklable ``sink`` gets each parsed block and its index, in the worker, and what it
+    returns comes back instead (so valid rows can be written where they were parsed)."""
     known = frozenset(c.name for c in columns)
     name = str(source)
     schema = _explicit_schema(columns)
@@ -117,9 +120,11 @@ def read_jsonl(
             window: deque[tuple[Future[Block], int]] = deque()
             limit = 2 * max(getattr(executor, "_max_workers", 2), 1)
             dirty = False  # as seen on the last block finished: dirty files stay dirty
-            for block in blocks:
+            for index, block in enumerate(blocks):
                 job = executor.submit(
-                    _parse_block,
+                    _parse_into,
+                    sink,
+                    index,
                     block,
                     name,
                     columns,
@@ -138,6 +143,13 @@ def read_jsonl(
         except (OSError, EOFError) as err:
             # A corrupt gzip/zstd stream: the rows before it are kept, the file is named.
             raise InputError(f"cannot read further: {err}", source=name) from None
+
+
+def _parse_into(
+    sink: Callable[[Block, int], Block] | None, index: int, *args: Any, **kwargs: Any
+) -> Block:
+    block = _parse_block(*args, **kwargs)
+    return sink(block, index) if sink is not None else block
 
 
 def _done(item: tuple[Future[Block], int]) -> Block:

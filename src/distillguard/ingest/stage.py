@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import ibis
-import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -82,11 +81,17 @@ def _blocks(
     max_line_bytes: int,
     executor: Executor | None = None,
     block_bytes: int = 8 << 20,
+    sink: Callable[[Block, int], Block] | None = None,
 ) -> Iterator[Block]:
     if source.format == "parquet":
         return read_parquet(source, columns)
     return read_jsonl(
-        source, columns, max_line_bytes=max_line_bytes, executor=executor, block_bytes=block_bytes
+        source,
+        columns,
+        max_line_bytes=max_line_bytes,
+        executor=executor,
+        block_bytes=block_bytes,
+        sink=sink,
     )
 
 
@@ -116,30 +121,52 @@ def _parquet_tasks(
     return tasks
 
 
+SEQ_BITS = 40  # a row's _seq: its input's index, then its line (or row) number in it
+
+
+def _staged(valid: pa.Table, source: SourceFile, index: int) -> pa.Table:
+    """Valid rows with their provenance: the input's name, and a ``_seq`` that increases
+    in input order and then file order (all deduplication needs to keep the first)."""
+    seq = pc.add(valid.column("_line").cast(pa.int64()), index << SEQ_BITS)
+    table = valid.append_column(
+        "_source", pa.array([str(source)] * valid.num_rows, pa.string())
+    ).append_column("_seq", seq)
+    schema = staged_schema()
+    return table.select(schema.names).cast(schema)
+
+
 def _stage_parquet_part(
-    source: SourceFile, row_groups: list[int], first_row: int, seq_base: int, out: Path
+    source: SourceFile, index: int, row_groups: list[int], first_row: int, out: Path
 ) -> tuple[int, list[Reject]]:
     """A worker validates some row groups and writes their valid rows to its own part file,
-    so neither the rows nor their writing pass through the parent process. A row's
-    ``_seq`` is ``seq_base`` plus its row number in the file: increasing in file order,
-    which is all deduplication needs."""
-    schema = staged_schema()
+    so neither the rows nor their writing pass through the parent process."""
     read = 0
     rejects: list[Reject] = []
-    with pq.ParquetWriter(out, schema, **STAGED_COMPRESSION) as writer:
+    with pq.ParquetWriter(out, staged_schema(), **STAGED_COMPRESSION) as writer:
         for block in read_parquet(
             source, EXCHANGE_COLUMNS, row_groups=row_groups, first_row=first_row
         ):
             read += block.rows_read
             rejects.extend(block.rejects)
-            valid = block.valid
-            if valid.num_rows:
-                seq = pc.add(valid.column("_line").cast(pa.int64()), seq_base - 1)
-                table = valid.append_column(
-                    "_source", pa.array([str(source)] * valid.num_rows, pa.string())
-                ).append_column("_seq", seq)
-                writer.write_table(table.select(schema.names).cast(schema))
+            if block.valid.num_rows:
+                writer.write_table(_staged(block.valid, source, index))
     return read, rejects
+
+
+@dataclass(frozen=True)
+class _PartWriter:
+    """Run in a worker on each parsed JSONL block: its valid rows go to a part file of
+    their own and only the counts and rejects travel back to the parent."""
+
+    folder: Path
+    source: SourceFile
+    index: int
+
+    def __call__(self, block: Block, number: int) -> Block:
+        if block.valid.num_rows:
+            out = self.folder / f"part-j{self.index:04d}-{number:06d}.parquet"
+            pq.write_table(_staged(block.valid, self.source, self.index), out, **STAGED_COMPRESSION)
+        return Block(block.valid.slice(0, 0), block.rejects, block.rows_read, dirty=block.dirty)
 
 
 def start_pool(workers: int) -> ProcessPoolExecutor:
@@ -225,9 +252,9 @@ def stage_inputs(
 ) -> StageResult:
     """Validate ``inputs`` into ``work_dir``; every row ends up valid or quarantined.
 
-    Big JSONL inputs are parsed by ``workers`` processes (default: one per core), and big
-    Parquet inputs staged by them (about ``part_rows`` rows per task, each written to its
-    own part file); the order of rows, and so which duplicate counts as first, is the
+    Big inputs are staged by ``workers`` processes (default: one per core): JSONL a block
+    at a time, Parquet about ``part_rows`` rows per task, each written to its own part
+    file; the order of rows, and so which duplicate counts as first, is the
     file order regardless. ``exchanges_path`` is then a folder of Parquet files. A caller
     that has its own pool of workers passes it as ``executor`` (it stays open).
     """
@@ -243,7 +270,6 @@ def stage_inputs(
     done = 0
     quarantine = _Quarantine(quarantine_path)
     schema = staged_schema()
-    seq = 0
     n_workers = workers if workers is not None else (os.cpu_count() or 1)
     big = sum(s.path.stat().st_size for s in sources if s.format in ("jsonl", "parquet"))
     own_pool = executor is None and n_workers > 1 and big >= parallel_min_bytes
@@ -252,7 +278,7 @@ def stage_inputs(
     parts = 0
     try:
         with _BackgroundWriter(raw_path / "part-main.parquet", schema) as writer:
-            for source in sources:
+            for index, source in enumerate(sources):
                 size = source.path.stat().st_size
                 groups = parquet_row_groups(source) if source.format == "parquet" else []
                 if executor is not None and len(groups) > 1:
@@ -262,7 +288,7 @@ def stage_inputs(
                         parts += 1
                         futures.append(
                             executor.submit(
-                                _stage_parquet_part, source, row_groups, first_row, seq, out
+                                _stage_parquet_part, source, index, row_groups, first_row, out
                             )
                         )
                     rows = 0
@@ -273,21 +299,16 @@ def stage_inputs(
                         rows += read
                         if progress is not None:
                             progress(done + size * rows // max(sum(groups), 1), total)
-                    seq += sum(groups)
                     done += size
                     continue
+                sink = _PartWriter(raw_path, source, index) if executor is not None else None
                 for block in _blocks(
-                    source, EXCHANGE_COLUMNS, max_line_bytes, executor, block_bytes
+                    source, EXCHANGE_COLUMNS, max_line_bytes, executor, block_bytes, sink
                 ):
                     result.rows_read += block.rows_read
                     quarantine.write(block.rejects)
-                    n = block.valid.num_rows
-                    if n:
-                        table = block.valid.append_column(
-                            "_source", pa.array([str(source)] * n, pa.string())
-                        ).append_column("_seq", pa.array(np.arange(seq, seq + n, dtype=np.int64)))
-                        writer.write(table.select(schema.names).cast(schema))
-                        seq += n
+                    if block.valid.num_rows:
+                        writer.write(_staged(block.valid, source, index))
                     if progress is not None:
                         progress(done + min(block.position, size), total)
                 done += size
