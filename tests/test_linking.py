@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +247,9 @@ def test_synchrony_is_compared_only_where_it_can_decide_an_edge() -> None:
     cand = synchrony_candidates(pairs, SYNC_CFG, flagged={"c", "d"})
     # a-b: 2.5 + 3.0 could reach 5.0; a-c cannot; c-d are both flagged (1.5 is within reach)
     assert sorted(zip(cand["a"], cand["b"], strict=True)) == [("a", "b"), ("c", "d")]
+    # past the cap, the pairs with the most other evidence are the ones compared
+    capped = synchrony_candidates(pairs, replace(SYNC_CFG, sync_max_pairs=1), {"c", "d"})
+    assert list(zip(capped["a"], capped["b"], strict=True)) == [("a", "b")]
 
 
 def release_rows() -> list[tuple[str, float, str]]:

@@ -66,6 +66,7 @@ class LinkingConfig:
     sync_min_z: float = 5.0
     sync_min_cells: int = 10
     sync_max_hours: int = 1008
+    sync_max_pairs: int = 50_000
     release_min_delay_hours: float = 24.0
     release_window_hours: int = 6
     release_horizon_hours: float = 72.0
@@ -373,7 +374,7 @@ def synchrony_candidates(
 
     A pair whose other evidence falls short of its threshold by more than a fully
     synchronised pair adds is not worth comparing: this keeps the timing comparison to a
-    fraction of the (already bounded) pairs.
+    fraction of the (already bounded) pairs; at most ``sync_max_pairs`` of them.
     """
     weight = cfg.keys.get(SYNC_KEY, 0.0)
     if pairs.empty or weight <= 0:
@@ -381,7 +382,14 @@ def synchrony_candidates(
     edges = edge_weights(pairs[pairs["key"] != SYNC_KEY], cfg)
     both = edges["a"].isin(flagged) & edges["b"].isin(flagged)
     need = np.where(both, cfg.weak_edge_weight, cfg.edge_weight) - weight
-    return edges.loc[edges["w"] >= need, ["a", "b"]].reset_index(drop=True)
+    edges = edges[edges["w"] >= need]
+    if len(edges) > cfg.sync_max_pairs:
+        # The join costs pairs x active buckets: past the cap, the pairs with the most other
+        # evidence are compared (a 78-student NAT sharing many addresses gives 3,000 pairs
+        # per site, which would otherwise fill the spill disk on a 5M-row log).
+        edges = edges.sort_values(["w", "a", "b"], ascending=[False, True, True])
+        edges = edges.head(cfg.sync_max_pairs)
+    return edges[["a", "b"]].reset_index(drop=True)
 
 
 def link_accounts(

@@ -164,6 +164,7 @@ def _parse_linking(table: dict[str, Any], source: str) -> LinkingConfig:
         "sync_min_z": (0.0, 1e6),
         "sync_min_cells": (1, 1e9),
         "sync_max_hours": (1, 1e9),
+        "sync_max_pairs": (0, 1e9),
         "release_min_delay_hours": (0.0, 1e6),
         "release_window_hours": (1, 1e6),
         "release_horizon_hours": (0.0, 1e6),
@@ -191,6 +192,7 @@ def _parse_linking(table: dict[str, Any], source: str) -> LinkingConfig:
                 "sync_bucket_seconds",
                 "sync_min_cells",
                 "sync_max_hours",
+                "sync_max_pairs",
                 "release_window_hours",
             )
             if name in integral and v != int(v):
