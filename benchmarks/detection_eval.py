@@ -1,6 +1,7 @@
 """Detection quality over several simulator seeds: simulate -> scan -> evaluate.
 
     python benchmarks/detection_eval.py --seeds 0 1 2 --scale default
+    python benchmarks/detection_eval.py --seeds 0 --orchestrated 0.5   # synchronised campaigns
 
 Nothing here is learned from the simulator (detectors fit peer baselines on the scanned
 traffic itself; the prompt classifier is trained on its own corpus), so every seed is
@@ -14,18 +15,24 @@ import argparse
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 
-def run(seed: int, scale: str, root: Path) -> dict[str, Any]:
+def run(seed: int, scale: str, root: Path, orchestrated: float = 0.0) -> dict[str, Any]:
     from distillguard.evaluate import evaluate
     from distillguard.scan import run_scan
     from distillguard.simulate import simulate
+    from distillguard.simulate.config import Scenario, default_campaigns
 
+    scenario = None
+    if orchestrated > 0:
+        camps = tuple(replace(c, orchestrated=orchestrated) for c in default_campaigns())
+        scenario = Scenario(campaigns=camps)
     sim, out = root / f"sim-{seed}", root / f"scan-{seed}"
     t0 = time.perf_counter()
-    simulate(sim, seed=seed, scale=scale)
+    simulate(sim, seed=seed, scale=scale, scenario=scenario)
     t1 = time.perf_counter()
     run_scan([sim / "exchanges.parquet"], out, accounts=sim / "accounts.parquet")
     t2 = time.perf_counter()
@@ -41,9 +48,15 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--scale", default="default")
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument(
+        "--orchestrated",
+        type=float,
+        default=0.0,
+        help="share of every campaign's sessions sent at shared dispatch moments (default 0)",
+    )
     args = ap.parse_args()
     root = args.workdir or Path(tempfile.mkdtemp(prefix="dg-eval-"))
-    results = {seed: run(seed, args.scale, root) for seed in args.seeds}
+    results = {seed: run(seed, args.scale, root, args.orchestrated) for seed in args.seeds}
     pops = sorted({p for ev in results.values() for p in ev["populations"]})
     print(
         f"{'population':18s} "

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
+import ibis
+import numpy as np
 import pandas as pd
 import pytest
 
-from distillguard.linking import LinkingConfig, link_accounts, pair_evidence
-from distillguard.policy import DEFAULT_LINK_KEYS
+from distillguard.errors import ConfigError
+from distillguard.linking import (
+    SYNC_KEY,
+    LinkingConfig,
+    link_accounts,
+    pair_evidence,
+    shared_values,
+    synchrony_candidates,
+    timing_synchrony,
+)
+from distillguard.policy import DEFAULT_LINK_KEYS, load_policy, parse_policy
+from distillguard.simulate import simulate
+from distillguard.simulate.config import CampaignSpec, Scenario
 
 CFG = LinkingConfig(keys=dict(DEFAULT_LINK_KEYS), edge_weight=5.0, weak_edge_weight=1.5)
 
@@ -103,3 +119,227 @@ def test_campaign_score_grows_with_members() -> None:
         for c in link_accounts(sv(ring(small) + other), scores(small + big, 0.3), CFG)
     }
     assert camps[10].score > camps[3].score > 0.3
+
+
+# -- timing synchrony and release reactions ---------------------------------------------
+
+START = pd.Timestamp("2026-03-02", tz="UTC")
+SYNC_CFG = LinkingConfig(keys=dict(DEFAULT_LINK_KEYS), edge_weight=5.0, weak_edge_weight=1.5)
+
+
+def exchanges(rows: list[tuple[str, float, str]]) -> Any:
+    """An exchanges table from (account, seconds since START, model)."""
+    df = pd.DataFrame(rows, columns=["account_id", "s", "model"])
+    df["ts"] = (START + pd.to_timedelta(df.pop("s").round(3), unit="s")).astype(
+        "datetime64[us, UTC]"
+    )
+    return ibis.memtable(df)
+
+
+def diurnal_minutes(
+    rng: np.random.Generator, days: int, hours: range, per_hour: int
+) -> list[float]:
+    """Independent random times: ``per_hour`` in each of ``hours`` on every day."""
+    return [
+        d * 86400 + h * 3600 + float(rng.uniform(0, 3600))
+        for d in range(days)
+        for h in hours
+        for _ in range(per_hour)
+    ]
+
+
+def background(rng: np.random.Generator, n: int = 30) -> list[tuple[str, float, str]]:
+    """Ordinary users whose activity sets the population's minute-of-hour profile."""
+    return [(f"u{i}", s, "m1") for i in range(n) for s in diurnal_minutes(rng, 5, range(8, 20), 2)]
+
+
+def all_pairs(ids: list[str]) -> pd.DataFrame:
+    return pd.DataFrame([(a, b) for a in ids for b in ids if a < b], columns=["a", "b"])
+
+
+def test_orchestrated_accounts_are_synchronised_and_linked() -> None:
+    rng = np.random.default_rng(1)
+    bots = ["o1", "o2", "o3", "o4"]
+    rows = background(rng)
+    # One orchestrator: in each working hour it fires at a few random moments, and every
+    # account it drives sends a request within seconds of each.
+    for d in range(5):
+        for h in range(8, 20):
+            for moment in rng.uniform(0, 3500, 3):
+                rows += [
+                    (b, d * 86400 + h * 3600 + moment + rng.uniform(0, 20), "m1") for b in bots
+                ]
+    sync = timing_synchrony(exchanges(rows), all_pairs(bots), SYNC_CFG)
+    assert len(sync) == 6  # every pair of the four
+    assert (sync["sync"] > 0.5).all() and (sync["observed"] > 5 * sync["expected"]).all()
+    # Accounts flagged on their own but sharing only an ASN are grouped by their timing.
+    asn = sv([(b, "asn", "64500") for b in bots])
+    with_sync = pd.concat(
+        [pair_evidence(asn, SYNC_CFG), sync[["a", "b", "key", "w"]]], ignore_index=True
+    )
+    assert link_accounts(asn, scores(bots, 0.9), SYNC_CFG, flagged=set(bots)) == []
+    camps = link_accounts(asn, scores(bots, 0.9), SYNC_CFG, flagged=set(bots), pairs=with_sync)
+    assert len(camps) == 1 and camps[0].account_ids == bots
+    assert SYNC_KEY in camps[0].shared
+    # Unflagged accounts need more: a shared system prompt and /24 plus the timing.
+    ring_rows = sv(
+        [(b, "system_prompt_hash", "sp1") for b in bots]
+        + [(b, "ip24", "198.51.100.0/24") for b in bots]
+        + [(b, "ip", f"198.51.100.{i}") for b in bots for i in range(5)]
+    )
+    evidence = pair_evidence(ring_rows, SYNC_CFG)
+    assert link_accounts(ring_rows, scores(bots, 0.3), SYNC_CFG) == []
+    with_sync = pd.concat([evidence, sync[["a", "b", "key", "w"]]], ignore_index=True)
+    camps = link_accounts(ring_rows, scores(bots, 0.3), SYNC_CFG, pairs=with_sync)
+    assert len(camps) == 1 and camps[0].account_ids == bots
+
+
+def test_same_daily_pattern_with_independent_timing_is_not_synchronised() -> None:
+    # Same time zone, same working hours, same volume every hour: only the minutes differ.
+    rng = np.random.default_rng(2)
+    people = [f"p{i}" for i in range(6)]
+    rows = background(rng) + [
+        (p, s, "m1") for p in people for s in diurnal_minutes(rng, 5, range(9, 18), 12)
+    ]
+    assert timing_synchrony(exchanges(rows), all_pairs(people), SYNC_CFG).empty
+
+
+def test_students_behind_one_nat_are_not_linked() -> None:
+    rng = np.random.default_rng(3)
+    students = [f"s{i:02d}" for i in range(40)]
+    # Same campus, same class hours (busy at the same hours), one NAT address, one SDK.
+    rows = background(rng) + [
+        (s, t, "m1") for s in students for t in diurnal_minutes(rng, 5, range(10, 16), 4)
+    ]
+    pairs = all_pairs(students)
+    sync = timing_synchrony(exchanges(rows), pairs, SYNC_CFG)
+    # z >= 5 over 780 pairs: a chance excess that large is rarer than 1 in a million.
+    assert sync.empty
+    nat = sv(
+        [(s, "ip", "192.0.2.1") for s in students] + [(s, "user_agent", "sdk") for s in students]
+    )
+    assert link_accounts(nat, scores(students, 0.9), SYNC_CFG, flagged=set(students)) == []
+
+
+def test_a_crowded_minute_is_explained_by_the_population() -> None:
+    rng = np.random.default_rng(4)
+    # Cron jobs everywhere fire at the top of the hour: two more doing so are not a campaign.
+    crons = [f"c{i}" for i in range(20)]
+    rows = [
+        (c, d * 86400 + h * 3600 + rng.uniform(0, 30), "m1")
+        for c in crons
+        for d in range(5)
+        for h in range(24)
+    ]
+    rows += [(f"u{i}", s, "m1") for i in range(5) for s in diurnal_minutes(rng, 5, range(24), 1)]
+    sync = timing_synchrony(exchanges(rows), all_pairs(crons[:4]), SYNC_CFG)
+    assert sync.empty
+    # The same two schedules at a minute nobody else uses would be synchronised.
+    odd = [(c, s + 1234.0, m) for c, s, m in rows if c in ("c0", "c1")]
+    rest = [r for r in rows if r[0] not in ("c0", "c1")]
+    assert len(timing_synchrony(exchanges(rest + odd), all_pairs(["c0", "c1"]), SYNC_CFG)) == 1
+
+
+def test_synchrony_is_compared_only_where_it_can_decide_an_edge() -> None:
+    pairs = pd.DataFrame(
+        {"a": ["a", "a", "c"], "b": ["b", "c", "d"], "key": "ip", "w": [2.5, 0.4, 0.4]}
+    )
+    cand = synchrony_candidates(pairs, SYNC_CFG, flagged={"c", "d"})
+    # a-b: 2.5 + 3.0 could reach 5.0; a-c cannot; c-d are both flagged (1.5 is within reach)
+    assert sorted(zip(cand["a"], cand["b"], strict=True)) == [("a", "b"), ("c", "d")]
+    # past the cap, the pairs with the most other evidence are the ones compared
+    capped = synchrony_candidates(pairs, replace(SYNC_CFG, sync_max_pairs=1), {"c", "d"})
+    assert list(zip(capped["a"], capped["b"], strict=True)) == [("a", "b")]
+
+
+def release_rows() -> list[tuple[str, float, str]]:
+    hour = 3600.0
+    rows = [(a, s * hour, "old") for a in "wxyzv" for s in range(0, 120, 3)]
+    rows += [("v", 2 * hour, "early")]  # in use from the log's start: not a release
+    rows += [("w", 3 * hour, "early")]
+    rows += [("x", 0.5 * hour, "soon"), ("y", 20 * hour, "soon")]  # < 1 day in: not a release
+    release = 72 * hour
+    rows += [("v", release, "new")]  # the model's first use anywhere
+    rows += [("w", release + 1 * hour, "new"), ("x", release + 2.5 * hour, "new")]
+    rows += [("y", release + 30 * hour, "new"), ("z", release + 80 * hour, "new")]
+    return rows
+
+
+def test_release_reaction_groups_accounts_switching_within_hours() -> None:
+    cfg = LinkingConfig(keys={"release_reaction": 1.0}, edge_weight=5.0, weak_edge_weight=1.5)
+    got = shared_values(exchanges(release_rows()), None, list("vwxyz"), cfg)
+    assert set(got["key"]) == {"release_reaction"}
+    values = got.groupby("account_id")["value"].apply(set).to_dict()
+    # v, w and x reacted within hours of each other; y a day later; z after the horizon
+    assert values["v"] & values["w"] & values["x"]
+    assert "y" not in values or not (values["y"] & values["w"])
+    assert "z" not in values
+    assert all(v.startswith("new first used ") for vs in values.values() for v in vs)
+    # weak alone: three accounts sharing their reaction are no campaign, even when flagged
+    ids = list("vwxyz")
+    assert link_accounts(got, scores(ids, 0.9), cfg, flagged=set(ids)) == []
+    # ... but it adds to other evidence: with two shared addresses the three are grouped
+    both = LinkingConfig(keys={"release_reaction": 1.0, "ip": 1.0}, weak_edge_weight=1.5)
+    more = pd.concat([got, sv([(a, "ip", f"192.0.2.{i}") for a in ids for i in range(2)])])
+    assert (
+        link_accounts(
+            sv([(a, "ip", f"192.0.2.{i}") for a in ids for i in range(2)]),
+            scores(ids, 0.9),
+            both,
+            flagged=set(ids),
+        )
+        == []
+    )
+    camps = link_accounts(more, scores(ids, 0.9), both, flagged=set(ids))
+    assert [c.account_ids for c in camps] == [["v", "w", "x"]]
+
+
+def test_release_reaction_ignores_models_in_use_from_the_start() -> None:
+    cfg = LinkingConfig(keys={"release_reaction": 1.0}, release_min_delay_hours=100.0)
+    # with the release threshold past the new model's arrival, nothing is a release
+    assert shared_values(exchanges(release_rows()), None, list("vwxyz"), cfg).empty
+
+
+@pytest.mark.parametrize(
+    ("linking", "message"),
+    [
+        ({"sync_bucket_seconds": 7}, "linking.sync_bucket_seconds must divide 3600"),
+        ({"sync_bucket_seconds": 0}, "linking.sync_bucket_seconds"),
+        ({"release_window_hours": 2.5}, "linking.release_window_hours must be a whole number"),
+        ({"sync_min_z": -1}, "linking.sync_min_z"),
+        ({"keys": {"timing_sync": -1.0}}, "linking.keys.timing_sync"),
+    ],
+)
+def test_linking_config_errors_name_the_key(linking: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_policy({"detectors": {"peer_profile": {}}, "linking": linking})
+
+
+def test_default_policy_keys_release_reactions_and_leaves_synchrony_off() -> None:
+    # Synchrony is off by default until its join is shown bounded on big logs (the docs).
+    cfg = load_policy().linking
+    assert cfg.keys["release_reaction"] > 0 and cfg.keys[SYNC_KEY] == 0
+    assert 3600 % cfg.sync_bucket_seconds == 0
+    pairs = pd.DataFrame({"a": ["x"], "b": ["y"], "key": ["ip"], "w": [9.0]})
+    assert synchrony_candidates(pairs, cfg).empty
+
+
+@pytest.mark.parametrize("orchestrated", [0.0, 0.8])
+def test_simulated_orchestrator_is_what_synchrony_finds(
+    orchestrated: float, tmp_path: Path
+) -> None:
+    spec = CampaignSpec("orch", "minimax_like", accounts=6, daily=210.0, orchestrated=orchestrated)
+    simulate(tmp_path, seed=11, scale="tiny", scenario=Scenario(campaigns=(spec,)))
+    truth = pd.read_parquet(tmp_path / "truth_accounts.parquet")
+    bots = sorted(truth.loc[truth["campaign_id"] == "orch", "account_id"])
+    # the busiest benign accounts: the likeliest to overlap with anyone by chance
+    t = ibis.read_parquet(tmp_path / "exchanges.parquet")
+    busy = t.group_by("account_id").aggregate(n=t.count()).order_by(ibis.desc("n")).limit(60)
+    others = [a for a in busy.execute()["account_id"] if a not in set(bots)][:30]
+    sync = timing_synchrony(t, all_pairs(bots + others), SYNC_CFG)
+    inside = sync["a"].isin(bots) & sync["b"].isin(bots)
+    assert not (~inside).any()  # nobody outside the campaign is synchronised with anyone
+    if orchestrated:
+        assert inside.sum() >= 10  # of the 15 pairs of the six accounts
+    else:
+        assert inside.sum() == 0

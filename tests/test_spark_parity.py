@@ -23,7 +23,7 @@ import pytest
 
 from distillguard.engine import EngineConfig, connect, hash_sample, is_spark
 from distillguard.features.content import content_sample
-from distillguard.linking import key_columns, shared_values
+from distillguard.linking import key_columns, shared_values, timing_synchrony
 from distillguard.policy import DEFAULT_LINK_KEYS, load_policy
 from distillguard.scan import run_scan
 from distillguard.simulate import simulate
@@ -197,3 +197,19 @@ def test_link_keys_on_awkward_strings(engines: dict[str, tuple[Any, Any, Any]]) 
         out.append(con.to_pyarrow(expr).to_pandas())
     pd.testing.assert_frame_equal(out[0], out[1])
     assert out[0]["ip24"].tolist()[:3] == ["2001:db8:0:1", "::1", "10.1.2.0/24"]
+
+
+def test_timing_synchrony_agrees(engines: dict[str, tuple[Any, Any, Any]]) -> None:
+    # Thresholds off and fewer hours than the log holds, so the hour sample and every pair's
+    # observed and expected overlap are compared, not only the few significant ones.
+    cfg = replace(load_policy().linking, sync_min_z=-1e6, sync_min_cells=1, sync_max_hours=48)
+    t0 = engines["duckdb"][1]
+    ids = sorted(str(a) for a in t0.select("account_id").distinct().to_pyarrow().column(0))[:40]
+    pairs = pd.DataFrame([(a, b) for a in ids for b in ids if a < b], columns=["a", "b"])
+    frames = [
+        timing_synchrony(t, pairs, cfg).sort_values(["a", "b"], ignore_index=True)
+        for _, t, _ in engines.values()
+    ]
+    a, b = frames
+    assert len(a) > 50 and (a["observed"] > 0).any()
+    pd.testing.assert_frame_equal(a, b, check_dtype=False)

@@ -12,6 +12,13 @@ question are infrastructure, not evidence of common control. A pair whose eviden
 reaches ``edge_weight`` is an edge; Leiden (CPM) communities of at least
 ``min_campaign_accounts`` are campaigns.
 
+Two further kinds of evidence are not shared identifiers. *Timing synchrony*
+(SynchroTrap-style): accounts driven by one orchestrator act in the same few minutes,
+more often than their own hour-by-hour activity predicts by chance (``timing_synchrony``).
+*Reaction to a model release*: a model first seen well after the log starts is a release,
+and accounts whose first use of it falls in the same few hours share a value
+(``release_reaction``), weak on its own since honest early adopters react fast too.
+
 A campaign's evidence is stronger than any member's: ``1 - prod(1 - damping * score)``
 over its members, which lifts the low-volume members that a per-account view misses.
 """
@@ -28,11 +35,15 @@ import igraph as ig
 import numpy as np
 import pandas as pd
 
-from distillguard.engine import stable_hash, write_parquet
+from distillguard.engine import hash_sample, stable_hash, write_parquet
 
 TEMPLATE_CHARS = 40
 TEMPLATE_MIN_PROMPT = 60  # shorter prompts are whole questions, not template plus slot
 TEMPLATE_KEYS = ("prompt_prefix", "prompt_suffix")
+RELEASE_KEY = "release_reaction"
+SYNC_KEY = "timing_sync"
+# Keys that are not a column of one exchange: computed over an account's whole traffic.
+DERIVED_KEYS = (RELEASE_KEY, SYNC_KEY)
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,14 @@ class LinkingConfig:
     max_values_per_key: int = 64
     weak_edge_weight: float = 1.5
     flat_keys: tuple[str, ...] = ("payment_fingerprint",)
+    sync_bucket_seconds: int = 120
+    sync_min_z: float = 5.0
+    sync_min_cells: int = 10
+    sync_max_hours: int = 1008
+    sync_max_pairs: int = 50_000
+    release_min_delay_hours: float = 24.0
+    release_window_hours: int = 6
+    release_horizon_hours: float = 72.0
 
 
 @dataclass
@@ -72,8 +91,9 @@ def _normalised(expr: Any) -> Any:
 def key_columns(t: Any, keys: tuple[str, ...]) -> dict[str, Any]:
     """Ibis expressions for each link key, from the exchange table."""
     exprs: dict[str, Any] = {}
-    long_prompt = t.prompt.length() >= TEMPLATE_MIN_PROMPT
     for key in keys:
+        if key in DERIVED_KEYS:
+            continue
         if key == "ip24":
             # IPv4 /24; IPv6 cut to its first four groups (a /64, one customer's range)
             ip = t.ip
@@ -86,15 +106,11 @@ def key_columns(t: Any, keys: tuple[str, ...]) -> dict[str, Any]:
             exprs[key] = ibis.cases(
                 (sp.length() >= 20, stable_hash(sp).left(16)), else_=ibis.null("string")
             )
-        elif key == "prompt_prefix":
+        elif key in TEMPLATE_KEYS:
+            long_prompt = t.prompt.length() >= TEMPLATE_MIN_PROMPT
+            edge = t.prompt.left if key == "prompt_prefix" else t.prompt.right
             exprs[key] = ibis.cases(
-                (long_prompt, _normalised(t.prompt.left(TEMPLATE_CHARS))),
-                else_=ibis.null("string"),
-            )
-        elif key == "prompt_suffix":
-            exprs[key] = ibis.cases(
-                (long_prompt, _normalised(t.prompt.right(TEMPLATE_CHARS))),
-                else_=ibis.null("string"),
+                (long_prompt, _normalised(edge(TEMPLATE_CHARS))), else_=ibis.null("string")
             )
         else:
             exprs[key] = t[key].cast("string")
@@ -116,6 +132,8 @@ def shared_values(
     """
     plain = tuple(k for k in cfg.keys if k not in TEMPLATE_KEYS)
     parts = []
+    if RELEASE_KEY in cfg.keys:
+        parts.append(release_reactions(t, cfg))
     for key, expr in key_columns(t, plain).items():
         part = t.select(account_id=t.account_id, key=ibis.literal(key), value=expr)
         part = part.filter(part.value.notnull() & (part.value != ""))
@@ -189,6 +207,141 @@ def _template_uses(t: Any, key: str, min_prompts: int) -> Any:
     )
 
 
+def _epoch_floor(ts: Any) -> Any:
+    # Whole seconds since the epoch, truncated: DuckDB's epoch is fractional and its cast to
+    # an integer rounds, Spark's truncates, so both floor first and agree on bucket edges.
+    return ts.epoch_seconds().floor().cast("int64")
+
+
+def release_reactions(t: Any, cfg: LinkingConfig) -> Any:
+    """(account_id, key, value, uses): when each account first used each released model.
+
+    A model first seen ``release_min_delay_hours`` after the log starts is a release (one
+    in use from the start is not: the log merely began). An account's first use of it
+    within ``release_horizon_hours`` falls in two windows of ``release_window_hours``
+    offset by half a window, so two accounts reacting within half a window of each other
+    always share a value, wherever the window edges fall. Popularity discounts the values
+    like any other: the crowd of honest early adopters shares them too.
+    """
+    e = _epoch_floor(t.ts)
+    first = t.group_by("model").aggregate(released=e.min())
+    first = first.mutate(log_start=first.released.min().over(ibis.window()))
+    releases = first.filter(
+        first.released - first.log_start >= int(cfg.release_min_delay_hours * 3600)
+    ).select("model", "released")
+    use = t.select(account_id=t.account_id, model=t.model, e=e)
+    use = use.group_by(["account_id", "model"]).aggregate(first_use=use.e.min())
+    r = use.join(releases, "model")
+    r = r.mutate(delay=r.first_use - r.released)
+    r = r.filter(r.delay <= int(cfg.release_horizon_hours * 3600))
+    width_h = int(cfg.release_window_hours)
+    parts = []
+    for offset_h in sorted({0, width_h // 2}):
+        k = ((r.delay + offset_h * 3600) // (width_h * 3600)).cast("int64")
+        start_h = k * width_h - offset_h
+        value = r.model.concat(
+            ibis.literal(" first used "),
+            start_h.cast("string"),
+            ibis.literal(" to "),
+            (start_h + width_h).cast("string"),
+            ibis.literal(" h after its release"),
+        )
+        parts.append(
+            r.select(
+                account_id=r.account_id,
+                key=ibis.literal(RELEASE_KEY),
+                value=value,
+                uses=ibis.literal(1, "int64"),
+            )
+        )
+    return ibis.union(*parts, distinct=True)
+
+
+def timing_synchrony(t: Any, pairs: pd.DataFrame, cfg: LinkingConfig) -> pd.DataFrame:
+    """(a, b, key, w, observed, expected, z, sync) for pairs acting in the same minutes.
+
+    SynchroTrap (Cao et al., CCS 2014) compares accounts' sets of (action, time bucket);
+    here the action is the model and the bucket ``sync_bucket_seconds`` long. Raw overlap
+    is what everyone's daily cycle, a time zone or a busy hour gives too, so it is judged
+    against chance *within each hour*: each account keeps its own number of active buckets
+    in that hour (its diurnal pattern, its sessions, its rate), placed by the population's
+    profile of where in the hour activity falls (a top-of-the-hour cron spike raises it for
+    everyone). Expected overlap is then ``sum over shared hours of min(ka * kb * Q, ka, kb)``
+    with ``Q`` the sum of that profile's squared shares; ``sync`` is the excess over chance
+    as a share of the most it could be, and counts ``weight * sync`` when the excess is
+    significant (``z >= sync_min_z``) and made of at least ``sync_min_cells`` buckets.
+
+    Only ``pairs`` (candidates already sharing some value, within the pair limits) are
+    compared, and at most ``sync_max_hours`` hours (the same hash sample of hours for every
+    account), so the work is bounded by pairs x sampled buckets, never by all pairs.
+    """
+    cols = ["a", "b", "key", "w", "observed", "expected", "z", "sync"]
+    weight = cfg.keys.get(SYNC_KEY, 0.0)
+    if pairs.empty or weight <= 0:
+        return pd.DataFrame(columns=cols)
+    width = cfg.sync_bucket_seconds
+    per_hour = 3600 // width
+    e = _epoch_floor(t.ts)
+    cells = t.select(account_id=t.account_id, model=t.model, bucket=e // width).distinct()
+    cells = cells.mutate(hour=cells.bucket // per_hour, pos=cells.bucket % per_hour)
+    span = cells.aggregate(lo=cells.hour.min(), hi=cells.hour.max()).to_pyarrow().to_pylist()[0]
+    hours = 0 if span["lo"] is None else int(span["hi"]) - int(span["lo"]) + 1
+    if hours > cfg.sync_max_hours:
+        cells = cells.filter(hash_sample(cells.hour.cast("string"), cfg.sync_max_hours, hours))
+    # Where in the hour the whole population acts, pooled over every hour: a synchronised
+    # group moves its bursts around the clock, a cron spike stays at the same minute.
+    profile = cells.group_by("pos").aggregate(n=cells.count()).to_pyarrow().to_pandas()
+    shares = profile["n"].to_numpy(dtype=float)
+    q = float(np.sum((shares / max(shares.sum(), 1.0)) ** 2)) if len(shares) else 1.0
+    uniq = pairs[["a", "b"]].drop_duplicates()
+    pm = ibis.memtable(uniq.reset_index(drop=True))
+    ids = ibis.memtable(
+        pd.DataFrame({"account_id": pd.unique(uniq[["a", "b"]].to_numpy().ravel())})
+    )
+    mine = cells.semi_join(ids, "account_id")
+    k = mine.group_by(["account_id", "model", "hour"]).aggregate(k=mine.count())
+    ka = k.select(a=k.account_id, model=k.model, hour=k.hour, ka=k.k)
+    kb = k.select(b=k.account_id, model_b=k.model, hour_b=k.hour, kb=k.k)
+    j = pm.join(ka, "a")
+    j = j.join(kb, (j.b == kb.b) & (j.model == kb.model_b) & (j.hour == kb.hour_b))
+    chance = ibis.least(j.ka.cast("float64") * j.kb.cast("float64") * q, j.ka, j.kb)
+    exp = j.group_by(["a", "b"]).aggregate(expected=chance.sum(), na=j.ka.sum(), nb=j.kb.sum())
+    ca = mine.select(a=mine.account_id, model=mine.model, bucket=mine.bucket)
+    cb = mine.select(b=mine.account_id, model_b=mine.model, bucket_b=mine.bucket)
+    o = pm.join(ca, "a")
+    o = o.join(cb, (o.b == cb.b) & (o.model == cb.model_b) & (o.bucket == cb.bucket_b))
+    obs = o.group_by(["a", "b"]).aggregate(observed=o.count())
+    res = exp.left_join(obs, (exp.a == obs.a) & (exp.b == obs.b)).select(
+        exp.a, exp.b, exp.expected, exp.na, exp.nb, observed=obs.observed.fill_null(0)
+    )
+    df = res.to_pyarrow().to_pandas()
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    observed = df["observed"].to_numpy(dtype=float)
+    expected = df["expected"].to_numpy(dtype=float)
+    excess = observed - expected
+    room = np.minimum(df["na"].to_numpy(dtype=float), df["nb"].to_numpy(dtype=float)) - expected
+    sync = np.clip(np.divide(excess, room, out=np.zeros_like(excess), where=room > 0), 0.0, 1.0)
+    # Poisson null; the +1 keeps pairs whose chance overlap is tiny from looking significant
+    # on a handful of buckets.
+    z = excess / np.sqrt(expected + 1.0)
+    keep = (z >= cfg.sync_min_z) & (observed >= cfg.sync_min_cells) & (sync > 0)
+    out = pd.DataFrame(
+        {
+            "a": df["a"].to_numpy(),
+            "b": df["b"].to_numpy(),
+            "key": SYNC_KEY,
+            "w": weight * sync,
+            "observed": observed,
+            "expected": expected,
+            "z": z,
+            "sync": sync,
+        }
+    )
+    kept: pd.DataFrame = out[keep].reset_index(drop=True)
+    return kept
+
+
 def pair_evidence(sv: pd.DataFrame, cfg: LinkingConfig) -> pd.DataFrame:
     """(a, b, key, w) for every pair of candidates sharing a value.
 
@@ -236,26 +389,62 @@ def pair_evidence(sv: pd.DataFrame, cfg: LinkingConfig) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def edge_weights(pairs: pd.DataFrame, cfg: LinkingConfig) -> pd.DataFrame:
+    """(a, b, w): each pair's evidence, each key capped at ``key_cap`` x its weight."""
+    per_key = pairs.groupby(["a", "b", "key"], sort=False)["w"].sum().reset_index()
+    per_key["w"] = np.minimum(per_key["w"], per_key["key"].map(cfg.keys) * cfg.key_cap)
+    return per_key.groupby(["a", "b"], sort=False)["w"].sum().reset_index()
+
+
+def synchrony_candidates(
+    pairs: pd.DataFrame, cfg: LinkingConfig, flagged: set[str] | frozenset[str] = frozenset()
+) -> pd.DataFrame:
+    """(a, b) pairs for which synchrony could decide the edge.
+
+    A pair whose other evidence falls short of its threshold by more than a fully
+    synchronised pair adds is not worth comparing: this keeps the timing comparison to a
+    fraction of the (already bounded) pairs; at most ``sync_max_pairs`` of them.
+    """
+    weight = cfg.keys.get(SYNC_KEY, 0.0)
+    if pairs.empty or weight <= 0:
+        return pd.DataFrame(columns=["a", "b"])
+    edges = edge_weights(pairs[pairs["key"] != SYNC_KEY], cfg)
+    both = edges["a"].isin(flagged) & edges["b"].isin(flagged)
+    need = np.where(both, cfg.weak_edge_weight, cfg.edge_weight) - weight
+    edges = edges[edges["w"] >= need]
+    if len(edges) > cfg.sync_max_pairs:
+        # The join costs pairs x active buckets: past the cap, the pairs with the most other
+        # evidence are compared (a 78-student NAT sharing many addresses gives 3,000 pairs
+        # per site, which would otherwise fill the spill disk on a 5M-row log).
+        edges = edges.sort_values(["w", "a", "b"], ascending=[False, True, True])
+        edges = edges.head(cfg.sync_max_pairs)
+    return edges[["a", "b"]].reset_index(drop=True)
+
+
 def link_accounts(
     sv: pd.DataFrame,
     scores: pd.Series,
     cfg: LinkingConfig,
     flagged: set[str] | frozenset[str] = frozenset(),
+    *,
+    pairs: pd.DataFrame | None = None,
 ) -> list[Campaign]:
     """Campaigns among the candidates in ``sv``, scored from their members' ``scores``.
 
     Two accounts that are both ``flagged`` on their own evidence are linked on weaker shared
     evidence (``weak_edge_weight``): that only groups what is already caught, while lifting
     an account that its own traffic does not flag needs a full-strength edge.
+
+    ``pairs`` is the pair evidence when already computed (``pair_evidence`` plus, say,
+    ``timing_synchrony`` rows); by default it is ``pair_evidence(sv, cfg)``.
     """
     if sv.empty:
         return []
-    pairs = pair_evidence(sv, cfg)
+    if pairs is None:
+        pairs = pair_evidence(sv, cfg)
     if pairs.empty:
         return []
-    per_key = pairs.groupby(["a", "b", "key"], sort=False)["w"].sum().reset_index()
-    per_key["w"] = np.minimum(per_key["w"], per_key["key"].map(cfg.keys) * cfg.key_cap)
-    edges = per_key.groupby(["a", "b"], sort=False)["w"].sum().reset_index()
+    edges = edge_weights(pairs, cfg)
     both_flagged = edges["a"].isin(flagged) & edges["b"].isin(flagged)
     edges = edges[
         (edges["w"] >= cfg.edge_weight) | (both_flagged & (edges["w"] >= cfg.weak_edge_weight))
@@ -293,6 +482,11 @@ def link_accounts(
         for key, value in zip(counts["key"], counts["value"], strict=True):
             if len(shared.setdefault(str(key), [])) < 10:
                 shared[str(key)].append(str(value))
+        synced = pairs[
+            (pairs["key"] == SYNC_KEY) & pairs["a"].isin(member_ids) & pairs["b"].isin(member_ids)
+        ]
+        if len(synced):
+            shared[SYNC_KEY] = [f"{len(synced)} member pairs active in the same minutes"]
         shared = {k: v for k, v in sorted(shared.items()) if v}
         digest = hashlib.sha256("\n".join(member_ids).encode()).hexdigest()[:12]
         campaigns.append(Campaign(f"C-{digest}", member_ids, score, shared, degree))

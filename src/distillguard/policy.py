@@ -22,6 +22,8 @@ LINK_KEYS = (
     "system_prompt_hash",
     "prompt_prefix",
     "prompt_suffix",
+    "release_reaction",
+    "timing_sync",
 )
 DEFAULT_LINK_KEYS = {
     "payment_fingerprint": 5.0,
@@ -32,6 +34,8 @@ DEFAULT_LINK_KEYS = {
     "system_prompt_hash": 1.0,
     "prompt_prefix": 0.5,
     "prompt_suffix": 0.5,
+    "release_reaction": 1.0,
+    "timing_sync": 3.0,
 }
 
 
@@ -156,6 +160,14 @@ def _parse_linking(table: dict[str, Any], source: str) -> LinkingConfig:
         "value_spread": (1.0, 1e9),
         "max_values_per_key": (1, 1e6),
         "weak_edge_weight": (0.0, 1e6),
+        "sync_bucket_seconds": (1, 3600),
+        "sync_min_z": (0.0, 1e6),
+        "sync_min_cells": (1, 1e9),
+        "sync_max_hours": (1, 1e9),
+        "sync_max_pairs": (0, 1e9),
+        "release_min_delay_hours": (0.0, 1e6),
+        "release_window_hours": (1, 1e6),
+        "release_horizon_hours": (0.0, 1e6),
     }
     _expect(table, {"keys", *numbers}, "linking", source)
     keys = table.get("keys", DEFAULT_LINK_KEYS)
@@ -177,8 +189,23 @@ def _parse_linking(table: dict[str, Any], source: str) -> LinkingConfig:
                 "template_min_prompts",
                 "pair_limit",
                 "max_values_per_key",
+                "sync_bucket_seconds",
+                "sync_min_cells",
+                "sync_max_hours",
+                "sync_max_pairs",
+                "release_window_hours",
             )
+            if name in integral and v != int(v):
+                raise ConfigError(
+                    f"linking.{name} must be a whole number, got {v!r}", source=source
+                )
             values[name] = int(v) if name in integral else v
+    # Buckets must tile the hour: synchrony is judged against chance within each hour.
+    bucket = values.get("sync_bucket_seconds", LinkingConfig.sync_bucket_seconds)
+    if 3600 % bucket:
+        raise ConfigError(
+            f"linking.sync_bucket_seconds must divide 3600 (an hour), got {bucket}", source=source
+        )
     return LinkingConfig(keys={k: float(w) for k, w in keys.items()}, **values)
 
 

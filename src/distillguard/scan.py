@@ -43,7 +43,10 @@ from distillguard.linking import (
     TEMPLATE_MIN_PROMPT,
     Campaign,
     link_accounts,
+    pair_evidence,
     shared_values,
+    synchrony_candidates,
+    timing_synchrony,
 )
 from distillguard.policy import Policy, bucket_unit, load_policy
 from distillguard.progress import NullReporter, Reporter, StageTimer
@@ -249,8 +252,15 @@ def _scan(
     if len(candidates) >= cfg.min_campaign_accounts:
         sv = shared_values(t, acc_t, candidates, cfg, work)
         self_flagged = {str(a) for a in own.index[own >= pol.threshold]}
+        pairs = pair_evidence(sv, cfg)
+        sync = timing_synchrony(t, synchrony_candidates(pairs, cfg, self_flagged), cfg)
+        if len(sync):
+            pairs = pd.concat([pairs, sync[["a", "b", "key", "w"]]], ignore_index=True)
+        rep.log(f"{len(pairs):,} pair-evidence rows, {len(sync):,} synchronised pairs")
         linked = _consistent_members(
-            link_accounts(sv, own, cfg, self_flagged), last, cfg.min_campaign_accounts
+            link_accounts(sv, own, cfg, self_flagged, pairs=pairs),
+            last,
+            cfg.min_campaign_accounts,
         )
         # A campaign is judged like one account made of all its members' traffic, against
         # the accounts' baselines: 25 exchanges a day each is thin evidence, 500 is not.

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distillguard.engine import write_parquet
-from distillguard.linking import Campaign
+from distillguard.linking import DERIVED_KEYS, Campaign
 
 ACCOUNTS_SCHEMA = pa.schema(
     [
@@ -63,7 +63,14 @@ def campaign_rows(
     for c in campaigns:
         st = stats.loc[c.campaign_id]
         score = c.score
-        indicators = [f"{key}:{value}" for key, values in c.shared.items() for value in values]
+        # Synchrony and release timing describe behaviour in our logs, not an identifier
+        # another provider could match: they stay in the summary, out of the indicators.
+        indicators = [
+            f"{key}:{value}"
+            for key, values in c.shared.items()
+            if key not in DERIVED_KEYS
+            for value in values
+        ]
         days = max((st.last_seen - st.first_seen).total_seconds() / 86400, 0.0)
         rows.append(
             {

@@ -51,6 +51,9 @@ class CampaignSpec:
     daily: float  # exchanges per account per day, identical at every scale
     camouflage: Camouflage = field(default_factory=Camouflage)
     relay_share: float = 0.0  # share of an account's traffic relayed from real users (hydra)
+    # Share of each account's sessions sent at campaign-wide dispatch moments (a shared
+    # orchestrator); 0: every account's timing is independent given its daily shape.
+    orchestrated: float = 0.0
     start_frac: float = 0.0  # campaign window as fractions of the simulated span
     end_frac: float = 1.0
     min_accounts: int = 6

@@ -48,6 +48,7 @@ from distillguard.simulate.populations import (
 
 Arr = npt.NDArray[Any]
 HOUR = 3600.0
+ORCHESTRATOR_MOMENTS = 4  # dispatch moments per hour of an orchestrated campaign
 # Mean-one diurnal profile of human use by local hour (quiet at night, two daytime peaks).
 _DIURNAL = np.array(
     [
@@ -178,6 +179,14 @@ def _sessions(g: Group, h0: int, h1: int, ctx: Ctx, rng: np.random.Generator) ->
             burst = rng.random(n) < np.clip((cv - 1) / np.maximum(cv, 1e-9), 0, 0.9)
             centre = np.repeat(rng.random(len(c)) * HOUR, c)
             off = np.where(burst, (centre + rng.normal(0, 60.0, n)) % HOUR, off)
+    orchestrated = g.spec.orchestrated if g.spec is not None else 0.0
+    if orchestrated > 0 and n:
+        # One orchestrator dispatches work at a few moments of each hour, and the accounts
+        # it drives send within seconds of each. Drawn only when asked for, so scenarios
+        # without it give the same output as before.
+        moments = rng.random((h1 - h0, ORCHESTRATOR_MOMENTS)) * HOUR
+        pick = moments[hour - h0, rng.integers(0, ORCHESTRATOR_MOMENTS, n)]
+        off = np.where(rng.random(n) < orchestrated, pick + rng.exponential(20.0, n), off)
     ts = hour * HOUR + np.clip(off, 0, HOUR - 1e-3)
     keep = (ts >= g.active_from[acct]) & (ts < g.active_to[acct])
     return Sessions(acct[keep], ts[keep])
