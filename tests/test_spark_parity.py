@@ -23,7 +23,7 @@ import pytest
 
 from distillguard.engine import EngineConfig, connect, hash_sample, is_spark
 from distillguard.features.content import content_sample
-from distillguard.linking import key_columns, shared_values, timing_synchrony
+from distillguard.linking import SYNC_KEY, key_columns, shared_values, timing_synchrony
 from distillguard.policy import DEFAULT_LINK_KEYS, load_policy
 from distillguard.scan import run_scan
 from distillguard.simulate import simulate
@@ -202,7 +202,15 @@ def test_link_keys_on_awkward_strings(engines: dict[str, tuple[Any, Any, Any]]) 
 def test_timing_synchrony_agrees(engines: dict[str, tuple[Any, Any, Any]]) -> None:
     # Thresholds off and fewer hours than the log holds, so the hour sample and every pair's
     # observed and expected overlap are compared, not only the few significant ones.
-    cfg = replace(load_policy().linking, sync_min_z=-1e6, sync_min_cells=1, sync_max_hours=48)
+    # Synchrony is off in the default policy: given its weight here.
+    base = load_policy().linking
+    cfg = replace(
+        base,
+        keys={**base.keys, SYNC_KEY: 3.0},
+        sync_min_z=-1e6,
+        sync_min_cells=1,
+        sync_max_hours=48,
+    )
     t0 = engines["duckdb"][1]
     ids = sorted(str(a) for a in t0.select("account_id").distinct().to_pyarrow().column(0))[:40]
     pairs = pd.DataFrame([(a, b) for a in ids for b in ids if a < b], columns=["a", "b"])

@@ -132,6 +132,7 @@ def iter_batches(con: Any, expr: Any, *, rows: int = 65536) -> Iterator[pa.Recor
     :func:`write_parquet`, which Spark writes in parallel.
     """
     if not is_spark(con):
+        con._run_pre_execute_hooks(expr)  # registers the expression's memtables, as Ibis would
         sql = str(ibis.to_sql(expr, dialect="duckdb"))
         yield from con.con.sql(sql).to_arrow_reader(rows)
         return

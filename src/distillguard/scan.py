@@ -30,6 +30,7 @@ from distillguard.features import (
 from distillguard.features.content import (
     SKETCH_SUM_COLUMNS,
     TRACKED_CAPABILITIES,
+    bucket_sizes,
     classify_to_parquet,
     content_bucket_sums,
     per_bucket_for_budget,
@@ -194,8 +195,9 @@ def _scan(
 
     classifier = ElicitationClassifier.load_default()
     content_path = work / "content.parquet"
+    sizes = bucket_sizes(t, unit)
     per_bucket = per_bucket_for_budget(
-        t, per_bucket=pol.content_per_bucket, budget=pol.content_max_prompts, bucket=unit
+        sizes, per_bucket=pol.content_per_bucket, budget=pol.content_max_prompts
     )
     sketch = any(spec.name == "distribution" for spec in pol.detectors)
     classified = score_sample(
@@ -205,6 +207,7 @@ def _scan(
         classifier,
         per_bucket=per_bucket,
         bucket=unit,
+        sizes=sizes,
         sketch=sketch,
         executor=pool,
     )

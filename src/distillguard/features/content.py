@@ -1,7 +1,7 @@
 """Content sums: what each account's prompts try to obtain, on a bounded sample.
 
 Classifying every prompt of a 100M-row log would dominate the scan, and an account's
-share of elicitation prompts is well estimated from a sample: up to ``per_bucket`` prompts
+share of elicitation prompts is well estimated from a sample: about ``per_bucket`` prompts
 with text (a turn that only carries tool results has none) per account and day, chosen by
 a hash of the exchange id (deterministic, and the same rows whichever engine runs it).
 Accounts with little traffic are classified in full.
@@ -17,6 +17,7 @@ from typing import Any
 
 import ibis
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -44,36 +45,62 @@ def _with_text(t: Any) -> Any:
     return t.filter(t.prompt.length() > 0)
 
 
-def per_bucket_for_budget(t: Any, *, per_bucket: int, budget: int, bucket: str = "D") -> int:
+def bucket_sizes(t: Any, bucket: str = "D") -> pd.DataFrame:
+    """Prompts with text per (account, bucket): ``account_id``, ``b`` (the bucket's start
+    in epoch seconds) and ``n``. One row per active account-bucket, so it fits in memory."""
+    f = _with_text(t)
+    c = f.select("account_id", b=_bucket_key(f.ts, bucket))
+    sizes: pd.DataFrame = (
+        c.group_by(["account_id", "b"]).aggregate(n=c.count()).to_pyarrow().to_pandas()
+    )
+    return sizes
+
+
+def _bucket_key(ts: Any, bucket: str) -> Any:
+    return ts.truncate(bucket).epoch_seconds().floor().cast("int64")
+
+
+def per_bucket_for_budget(sizes: pd.DataFrame, *, per_bucket: int, budget: int) -> int:
     """The largest per-(account, day) sample size <= ``per_bucket`` whose total stays within
     ``budget`` prompts (at least 2, so every active account-day keeps some evidence)."""
-    f = _with_text(t)
-    c = f.select("account_id", b=f.ts.truncate(bucket))
-    sizes = c.group_by(["account_id", "b"]).aggregate(n=c.count()).to_pyarrow().column("n")
-    n = np.asarray(sizes.to_numpy(zero_copy_only=False), dtype=np.int64)
+    n = sizes["n"].to_numpy(dtype=np.int64)
     k = per_bucket
     while k > 2 and int(np.minimum(n, k).sum()) > budget:
         k = max(2, k * 3 // 4)
     return k
 
 
-def content_sample(t: Any, *, per_bucket: int, bucket: str = "D") -> Any:
-    # Ranked on narrow columns only: carrying every prompt through the sort would move the
-    # whole log's text; the sampled rows' prompts are joined back afterwards. Twelve hex
-    # digits of the digest order as well as all 32 and sort far cheaper.
+def content_sample(
+    t: Any, *, per_bucket: int, bucket: str = "D", sizes: pd.DataFrame | None = None
+) -> Any:
+    """About ``per_bucket`` prompts with text per (account, bucket), all of them where there
+    are no more: each row is kept when its exchange id's digest falls under its bucket's
+    cut (``per_bucket / n`` of the digest range). A threshold rather than a ranking, so the
+    log is never sorted; the chosen rows' prompts are joined back afterwards."""
+    sizes = bucket_sizes(t, bucket) if sizes is None else sizes
+    n = sizes["n"].to_numpy(dtype=np.int64)
+    over = n > per_bucket
+    # 'g' sorts after every hex digit: the whole bucket is kept
+    cuts = np.full(len(n), "g", dtype=object)
+    scaled = (per_bucket * 16**_DIGITS) // np.maximum(n[over], 1)
+    cuts[over] = [f"{int(c):0{_DIGITS}x}" for c in scaled]
+    m = ibis.memtable(
+        pd.DataFrame({"account_id": sizes["account_id"], "b": sizes["b"], "cut": cuts})
+    )
     f = _with_text(t)
     c = f.select(
         "exchange_id",
         "account_id",
+        b=_bucket_key(f.ts, bucket),
         bucket=f.ts.truncate(bucket),
-        h=stable_hash(f.exchange_id).left(12),
+        h=stable_hash(f.exchange_id).left(_DIGITS),
     )
-    w = ibis.window(group_by=[c.account_id, c.bucket], order_by=[c.h, c.exchange_id])
-    ranked = c.mutate(rank=ibis.row_number().over(w))
-    chosen = ranked.filter(ranked["rank"] < per_bucket).select(
-        "exchange_id", "account_id", "bucket"
-    )
+    j = c.join(m, ["account_id", "b"])
+    chosen = j.filter(j.h < j.cut).select("exchange_id", "account_id", "bucket")
     return chosen.join(t.select("exchange_id", "prompt", "system_prompt"), "exchange_id")
+
+
+_DIGITS = 12  # of the md5 digest compared: 48 bits, ample for any bucket's size
 
 
 def _classify_batch(
@@ -200,13 +227,14 @@ def score_sample(
     *,
     per_bucket: int,
     bucket: str = "D",
+    sizes: pd.DataFrame | None = None,
     progress: Callable[[int], None] | None = None,
     sketch: bool = False,
     executor: Executor | None = None,
 ) -> int:
     """Classify the sampled prompts into ``out_path`` (one row per sampled exchange), with
     each prompt's sketch if ``sketch``."""
-    expr = content_sample(t, per_bucket=per_bucket, bucket=bucket)
+    expr = content_sample(t, per_bucket=per_bucket, bucket=bucket, sizes=sizes)
     return classify_to_parquet(
         con,
         expr,
