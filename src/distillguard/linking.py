@@ -58,6 +58,7 @@ class LinkingConfig:
     lift_floor: float = 0.2
     resolution: float = 0.1
     template_min_prompts: int = 5
+    template_sample_rows: int = 2_000_000
     pair_limit: int = 64
     value_spread: float = 200.0
     max_values_per_key: int = 64
@@ -82,10 +83,14 @@ class Campaign:
     degree: dict[str, int] = field(default_factory=dict)  # member -> members it is linked to
 
 
+_DIGITS_AND_SPACES = ("0123456789\t\n\f\r", "0000000000    ")
+
+
 def _normalised(expr: Any) -> Any:
-    # The whitespace class is spelled out: ``\s`` is RE2's [\t\n\f\r ] on DuckDB but also
-    # matches \v in Spark's Java regexes, and both engines must build the same templates.
-    return expr.lower().re_replace(r"[0-9]+", "0").re_replace(r"[\t\n\f\r ]+", " ")
+    # Slot-filled numbers and line breaks vary around one template: every digit becomes 0 and
+    # every tab or line break a space. Character for character (no regex): this runs on
+    # every long prompt of the log, and both engines translate identically.
+    return expr.lower().translate(*_DIGITS_AND_SPACES)
 
 
 def key_columns(t: Any, keys: tuple[str, ...]) -> dict[str, Any]:
@@ -140,7 +145,7 @@ def shared_values(
         parts.append(part.group_by(["account_id", "key", "value"]).aggregate(uses=part.count()))
     for key in TEMPLATE_KEYS:
         if key in cfg.keys:
-            parts.append(_template_uses(t, key, cfg.template_min_prompts))
+            parts.append(_template_uses(t, key, cfg.template_min_prompts, cfg.template_sample_rows))
     if accounts_table is not None and "payment_fingerprint" in cfg.keys:
         a = accounts_table
         parts.append(
@@ -160,49 +165,56 @@ def shared_values(
         path = work / "link_values.parquet"
         write_parquet(ibis.get_backend(kv), kv, path)
         kv = ibis.get_backend(kv).read_parquet(path)
-    pop = kv.group_by(["key", "value"]).aggregate(accounts=kv.account_id.nunique())
+    # kv holds each (account, key, value) once, so counting rows counts distinct accounts
+    # (or values) without a distinct aggregate, which the engine cannot spill.
+    pop = kv.group_by(["key", "value"]).aggregate(accounts=kv.count())
     usable = pop.filter((pop.accounts >= 2) & (pop.accounts <= cfg.max_key_accounts))
-    spread = kv.group_by(["account_id", "key"]).aggregate(held=kv.value.nunique())
+    spread = kv.group_by(["account_id", "key"]).aggregate(held=kv.count())
     cand = ibis.memtable(pd.DataFrame({"account_id": candidates}))
     rows = kv.join(usable, ["key", "value"]).join(cand, "account_id")
     rows = rows.join(spread, ["account_id", "key"])
     # An account's identity on a key is the values it uses most: keeping its top few bounds
     # the graph by accounts, not by log size (a proxy account's 10,000th IP adds nothing).
+    # Only accounts holding more values than that need ranking (the window is the one step
+    # here that holds a partition in memory).
+    cols = ["account_id", "key", "value", "accounts", "held"]
+    few = rows.filter(rows.held <= cfg.max_values_per_key).select(*cols)
+    many = rows.filter(rows.held > cfg.max_values_per_key)
     top = ibis.window(
-        group_by=[rows.account_id, rows.key], order_by=[ibis.desc(rows.uses), rows.value]
+        group_by=[many.account_id, many.key], order_by=[ibis.desc(many.uses), many.value]
     )
-    rows = rows.mutate(rank=ibis.row_number().over(top))
-    rows = rows.filter(rows["rank"] < cfg.max_values_per_key)
-    df: pd.DataFrame = (
-        rows.select("account_id", "key", "value", "accounts", "held").to_pyarrow().to_pandas()
-    )
+    many = many.mutate(rank=ibis.row_number().over(top))
+    many = many.filter(many["rank"] < cfg.max_values_per_key).select(*cols)
+    df: pd.DataFrame = few.union(many).to_pyarrow().to_pandas()
     return df
 
 
-def _template_uses(t: Any, key: str, min_prompts: int) -> Any:
+def _template_uses(t: Any, key: str, min_prompts: int, sample_rows: int) -> Any:
     """(account_id, key, value, uses) for a prompt template key.
 
     A template is a prefix (or suffix) around many *different* prompts: the first words of
-    one popular question, asked by several people, are not a template. Normalising text is
-    the costly part on a big log, so it runs once per distinct raw prefix, not per row;
-    and since each prompt has one raw prefix, a normalised value's variety is the sum of
-    its raw prefixes' (the engine's own hash is enough to count distinct prompts).
+    one popular question, asked by several people, are not a template. Which values are
+    templates is decided on a hash sample of ``sample_rows`` long prompts (a wrapper that
+    matters is used thousands of times, so the sample sees it; counting distinct prompts
+    over a whole big log is what does not fit in memory); every row carrying one of them
+    then counts, over the whole log.
     """
-    cut = (
-        t.prompt.left(TEMPLATE_CHARS) if key == "prompt_prefix" else t.prompt.right(TEMPLATE_CHARS)
+    long = t.filter(t.prompt.length() >= TEMPLATE_MIN_PROMPT)
+    edge = long.prompt.left if key == "prompt_prefix" else long.prompt.right
+    rows = long.select(
+        account_id=long.account_id,
+        value=_normalised(edge(TEMPLATE_CHARS)),
+        exchange_id=long.exchange_id,
+        h=long.prompt.hash(),
     )
-    raw = t.filter(t.prompt.length() >= TEMPLATE_MIN_PROMPT).select(
-        account_id=t.account_id, raw=cut, h=t.prompt.hash()
-    )
-    by_raw = raw.group_by("raw").aggregate(prompts=raw.h.nunique())
-    norm = by_raw.mutate(value=_normalised(by_raw.raw))
-    variety = norm.group_by("value").aggregate(prompts=norm.prompts.sum())
+    total = int(rows.count().execute())
+    seen = rows.filter(hash_sample(rows.exchange_id, sample_rows, total))
+    variety = seen.group_by("value").aggregate(prompts=seen.h.nunique())
     templates = variety.filter(variety.prompts >= min_prompts).select("value")
-    usable = norm.select("raw", "value").semi_join(templates, "value")
-    uses = raw.group_by(["account_id", "raw"]).aggregate(uses=raw.count()).join(usable, "raw")
+    used = rows.semi_join(templates, "value")
     return (
-        uses.group_by(["account_id", "value"])
-        .aggregate(key=ibis.literal(key), uses=uses.uses.sum())
+        used.group_by(["account_id", "value"])
+        .aggregate(key=ibis.literal(key), uses=used.count())
         .select("account_id", "key", "value", "uses")
     )
 

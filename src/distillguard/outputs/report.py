@@ -346,9 +346,10 @@ def _account_values(
         p = rows[["account_id", "prompt"]].dropna()
         p = p[p["prompt"].str.len() >= 60]
 
-        def norm(s: pd.Series) -> pd.Series:
-            s = s.str.lower().str.replace(r"[0-9]+", "0", regex=True)
-            return s.str.replace(r"\s+", " ", regex=True)
+        digits_and_spaces = str.maketrans("0123456789\t\n\f\r", "0000000000    ")
+
+        def norm(s: pd.Series) -> pd.Series:  # linking's normalisation (linking._normalised)
+            return s.str.lower().str.translate(digits_and_spaces)
 
         columns["prompt_prefix"] = (p["account_id"], norm(p["prompt"].str[:40]))
         columns["prompt_suffix"] = (p["account_id"], norm(p["prompt"].str[-40:]))
