@@ -373,6 +373,30 @@ class Gateway:
             endpoint, status, decision, reason, key_id, account, ip, headers.get("user-agent")
         )
 
+    def _row(
+        self,
+        ts: datetime,
+        account: str,
+        key_id: str | None,
+        endpoint: str,
+        ip: str | None,
+        user_agent: str | None,
+        fields: dict[str, Any],
+    ) -> dict[str, Any]:
+        """A decision-log row in the §1 schema, before the answer's tokens are known."""
+        return {
+            "exchange_id": f"{self._id_prefix}{next(self._ids):x}",
+            "ts": ts,
+            "account_id": account,
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "api_key_id": key_id,
+            "endpoint": endpoint,
+            "ip": ip,
+            "user_agent": user_agent,
+            **fields,
+        }
+
     def _refused_row(
         self,
         endpoint: str,
@@ -389,23 +413,9 @@ class Gateway:
         (``request_fields``) when its body was read, else model and prompt are unknown."""
         if not self.log.enabled:
             return
-        row: dict[str, Any] = {
-            "exchange_id": f"{self._id_prefix}{next(self._ids):x}",
-            "ts": now_utc(),
-            "account_id": account,
-            "model": "unknown",
-            "prompt": "",
-            **(fields or {}),
-            "input_tokens": 0,
-            "output_tokens": 0,
-            "api_key_id": key_id,
-            "endpoint": endpoint,
-            "ip": ip,
-            "user_agent": user_agent,
-            "status": status,
-            "decision": decision,
-            "reasons": [reason],
-        }
+        known = {"model": "unknown", "prompt": "", **(fields or {})}
+        row = self._row(now_utc(), account, key_id, endpoint, ip, user_agent, known)
+        row |= {"status": status, "decision": decision, "reasons": [reason]}
         self.log.append(row)
         self.metrics.count_request(endpoint, decision)
 
@@ -422,18 +432,7 @@ class Gateway:
         account's state as this request left it."""
         ts: datetime = now_utc()
         fields = request_fields(endpoint, body)
-        row: dict[str, Any] = {
-            "exchange_id": f"{self._id_prefix}{next(self._ids):x}",
-            "ts": ts,
-            "account_id": account,
-            "input_tokens": 0,
-            "output_tokens": 0,
-            "api_key_id": key_id,
-            "endpoint": endpoint,
-            "ip": ip,
-            "user_agent": user_agent,
-            **fields,
-        }
+        row = self._row(ts, account, key_id, endpoint, ip, user_agent, fields)
         listing = self.lists.lists.get(account)
         content = self.content.check(account, fields["prompt"], fields["system_prompt"])
         limit = self.ladder.rate_limit(account, listing)
