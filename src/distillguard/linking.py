@@ -35,7 +35,7 @@ import igraph as ig
 import numpy as np
 import pandas as pd
 
-from distillguard.engine import hash_sample, stable_hash, write_parquet
+from distillguard.engine import hash_sample, parquet_glob, stable_hash, write_parquet
 
 TEMPLATE_CHARS = 40
 TEMPLATE_MIN_PROMPT = 60  # shorter prompts are whole questions, not template plus slot
@@ -158,13 +158,22 @@ def shared_values(
         )
     if not parts or not candidates:
         return pd.DataFrame(columns=["account_id", "key", "value", "accounts", "held"])
-    both = ibis.union(*parts, distinct=False)
-    kv = both.group_by(["account_id", "key", "value"]).aggregate(uses=both.uses.sum())
     if work is not None:
-        # Three steps below read these sums; without this each would rescan the log.
-        path = work / "link_values.parquet"
-        write_parquet(ibis.get_backend(kv), kv, path)
-        kv = ibis.get_backend(kv).read_parquet(path)
+        # Each key's values written on their own: one aggregation at a time stays within the
+        # engine's memory limit on a big log (all at once did not), and the steps below
+        # read these small files instead of each rescanning the log.
+        folder = work / "link_values"
+        folder.mkdir(parents=True, exist_ok=True)
+        con = ibis.get_backend(t)
+        for i, part in enumerate(parts):
+            write_parquet(
+                con, part.select("account_id", "key", "value", "uses"), folder / f"{i:02d}.parquet"
+            )
+        both = con.read_parquet(parquet_glob(folder))
+    else:
+        both = ibis.union(*parts, distinct=False)
+    # (a payment instrument can come from the log and from the accounts table)
+    kv = both.group_by(["account_id", "key", "value"]).aggregate(uses=both.uses.sum())
     # kv holds each (account, key, value) once, so counting rows counts distinct accounts
     # (or values) without a distinct aggregate, which the engine cannot spill.
     pop = kv.group_by(["key", "value"]).aggregate(accounts=kv.count())
