@@ -85,31 +85,24 @@ def run_one(rows: int, workdir: Path, bad_every: int, ingest_only: bool) -> dict
     t = time.perf_counter()
     staged = stage_inputs([log], workdir / "stage", workdir / "q.jsonl")
     ingest_s = time.perf_counter() - t
-    ingest_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if ingest_only:
-        return {
-            "rows": rows,
-            "bad_every": bad_every,
-            "file_mb": round(log.stat().st_size / 1e6, 1),
-            "ingest_s": round(ingest_s, 2),
-            "ingest_rows_per_s": round(staged.rows_read / ingest_s),
-            "quarantined": staged.rows_quarantined,
-            "peak_rss_mb": round(ingest_rss),
-        }
-    t = time.perf_counter()
-    result = run_scan([log], workdir / "out")
-    scan_s = time.perf_counter() - t
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {
+    out: dict[str, Any] = {
         "rows": rows,
         "bad_every": bad_every,
         "file_mb": round(log.stat().st_size / 1e6, 1),
         "ingest_s": round(ingest_s, 2),
         "ingest_rows_per_s": round(staged.rows_read / ingest_s),
+        "quarantined": staged.rows_quarantined,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+    if ingest_only:
+        return out
+    t = time.perf_counter()
+    result = run_scan([log], workdir / "out")
+    scan_s = time.perf_counter() - t
+    return out | {
         "scan_s": round(scan_s, 2),
         "scan_rows_per_s": round(result.summary["rows_read"] / scan_s),
-        "quarantined": staged.rows_quarantined,
-        "peak_rss_mb": round(rss_mb),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "stages": result.summary.get("stage_seconds", {}),
     }
 

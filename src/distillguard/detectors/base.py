@@ -86,3 +86,10 @@ def squash(raw: FloatArray, midpoint: float, width: float) -> FloatArray:
     """Raw evidence to [0, 1]: a logistic centred on the evidence level worth a look."""
     out: FloatArray = 1.0 / (1.0 + np.exp(-(raw - midpoint) / width))
     return out
+
+
+def peer_groups(X: pd.DataFrame) -> np.ndarray[Any, np.dtype[Any]]:
+    """Each row's peer group (``peer_group``), or ``ALL_PEERS`` where none is known."""
+    if "peer_group" in X.columns:
+        return X["peer_group"].fillna(ALL_PEERS).astype(str).to_numpy()
+    return np.full(len(X), ALL_PEERS, dtype=object)

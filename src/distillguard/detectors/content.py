@@ -14,7 +14,7 @@ is also what makes a linked campaign's pooled traffic decisive where each member
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Self
+from typing import ClassVar, Self
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,7 @@ from distillguard.detectors.base import (
     Detector,
     DetectorOutput,
     FloatArray,
+    peer_groups,
     register,
     squash,
 )
@@ -63,7 +64,7 @@ class ContentDetector(Detector):
         self.width = width
 
     def fit(self, X: pd.DataFrame) -> Self:
-        groups = _groups(X)
+        groups = peer_groups(X)
         enough = X["content_sampled"].to_numpy(dtype=float) >= self.min_sampled
         share = X["elicitation_share"].to_numpy(dtype=float)
         rates: dict[str, float] = {}
@@ -86,7 +87,7 @@ class ContentDetector(Detector):
 
     def score(self, X: pd.DataFrame, *, explain: bool = True) -> DetectorOutput:
         self._check_fitted()
-        groups = pd.Series(_groups(X))
+        groups = pd.Series(peer_groups(X))
         used = groups.where(groups.isin(list(self.rates_)), ALL_PEERS)
         p0 = used.map(self.rates_).to_numpy(dtype=float)
         n = X["content_sampled"].to_numpy(dtype=float)
@@ -104,9 +105,3 @@ class ContentDetector(Detector):
                     f"(binomial z=+{raw[i]:.1f})"
                 ]
         return DetectorOutput(raw=raw, score=score, reasons=reasons)
-
-
-def _groups(X: pd.DataFrame) -> np.ndarray[Any, np.dtype[Any]]:
-    if "peer_group" in X.columns:
-        return X["peer_group"].fillna(ALL_PEERS).astype(str).to_numpy()
-    return np.full(len(X), ALL_PEERS, dtype=object)

@@ -27,7 +27,7 @@ of it. Which weight it gets is the policy's business.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Self
+from typing import ClassVar, Self
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,7 @@ from distillguard.detectors.base import (
     Detector,
     DetectorOutput,
     FloatArray,
+    peer_groups,
     register,
     squash,
 )
@@ -90,7 +91,7 @@ class DistributionDetector(Detector):
         X = X.sort_index(kind="stable")
         S, Q, cnt = _sums(X)
         eligible = cnt >= self.min_sampled
-        groups = _groups(X)
+        groups = peer_groups(X)
         refs: dict[str, tuple[FloatArray, float, float]] = {}
         bars: dict[str, float] = {}
         group_nulls: dict[str, tuple[FloatArray, FloatArray]] = {}
@@ -155,7 +156,7 @@ class DistributionDetector(Detector):
         self._check_fitted()
         n = len(X)
         S, Q, cnt = _sums(X)
-        groups = _groups(X)
+        groups = peer_groups(X)
         k = (
             X["accounts"].to_numpy(dtype=np.float64)
             if "accounts" in X.columns
@@ -234,9 +235,3 @@ def _bar(stats: FloatArray, spread: float, floor: float) -> float:
     med = float(np.median(stats))
     mad = 1.4826 * float(np.median(np.abs(stats - med)))
     return max(med + spread * mad, floor)
-
-
-def _groups(X: pd.DataFrame) -> np.ndarray[Any, np.dtype[Any]]:
-    if "peer_group" in X.columns:
-        return X["peer_group"].fillna(ALL_PEERS).astype(str).to_numpy()
-    return np.full(len(X), ALL_PEERS, dtype=object)

@@ -9,13 +9,20 @@ too few exchanges to say anything.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Self
+from typing import ClassVar, Self
 
 import numpy as np
 import pandas as pd
 
 from distillguard.detectors.base import ALL_PEERS as GLOBAL
-from distillguard.detectors.base import Detector, DetectorOutput, FloatArray, register, squash
+from distillguard.detectors.base import (
+    Detector,
+    DetectorOutput,
+    FloatArray,
+    peer_groups,
+    register,
+    squash,
+)
 
 # feature -> (direction, floor of the scale, unit shown in reasons)
 # How much and when: heavy honest customers (batch pipelines, resellers, NATs) stand out
@@ -85,7 +92,7 @@ class PeerProfileDetector(Detector):
 
     def fit(self, X: pd.DataFrame) -> Self:
         spec = self._spec()
-        groups = _groups(X)
+        groups = peer_groups(X)
         baselines: dict[str, dict[str, tuple[float, float]]] = {}
         for group in [GLOBAL, *sorted(set(groups))]:
             rows = X if group == GLOBAL else X[groups == group]
@@ -104,7 +111,7 @@ class PeerProfileDetector(Detector):
     def score(self, X: pd.DataFrame, *, explain: bool = True) -> DetectorOutput:
         self._check_fitted()
         spec = self._spec()
-        groups = pd.Series(_groups(X))
+        groups = pd.Series(peer_groups(X))
         n = len(X)
         used = groups.where(groups.isin(list(self.baselines_)), GLOBAL)
         zs = np.zeros((n, len(spec)))
@@ -143,12 +150,6 @@ class PeerProfileDetector(Detector):
         return DetectorOutput(
             raw=raw, score=squash(raw, self.midpoint, self.width), reasons=reasons
         )
-
-
-def _groups(X: pd.DataFrame) -> np.ndarray[Any, np.dtype[Any]]:
-    if "peer_group" in X.columns:
-        return X["peer_group"].fillna(GLOBAL).astype(str).to_numpy()
-    return np.full(len(X), GLOBAL, dtype=object)
 
 
 def _fmt(x: float) -> str:
