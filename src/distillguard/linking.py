@@ -44,6 +44,10 @@ RELEASE_KEY = "release_reaction"
 SYNC_KEY = "timing_sync"
 # Keys that are not a column of one exchange: computed over an account's whole traffic.
 DERIVED_KEYS = (RELEASE_KEY, SYNC_KEY)
+# The raw column each key is cut from (the key's own name unless listed), and the keys read
+# together in one pass over the log.
+_RAW_COLUMN = {"ip24": "ip", "system_prompt_hash": "system_prompt"}
+_NETWORK_KEYS = ("ip", "ip24", "asn", "user_agent")
 
 
 @dataclass(frozen=True)
@@ -135,17 +139,37 @@ def shared_values(
     the usable values come back to Python, so this stays small on big logs. With a
     ``work`` folder the per-account values are materialised there once.
     """
-    plain = tuple(k for k in cfg.keys if k not in TEMPLATE_KEYS)
     parts = []
     if RELEASE_KEY in cfg.keys:
         parts.append(release_reactions(t, cfg))
-    for key, expr in key_columns(t, plain).items():
-        part = t.select(account_id=t.account_id, key=ibis.literal(key), value=expr)
-        part = part.filter(part.value.notnull() & (part.value != ""))
-        parts.append(part.group_by(["account_id", "key", "value"]).aggregate(uses=part.count()))
-    for key in TEMPLATE_KEYS:
-        if key in cfg.keys:
-            parts.append(_template_uses(t, key, cfg.template_min_prompts, cfg.template_sample_rows))
+    plain = [k for k in cfg.keys if k not in TEMPLATE_KEYS and k not in DERIVED_KEYS]
+    network = [k for k in plain if k in _NETWORK_KEYS]
+    passes = ([network] if network else []) + [[k] for k in plain if k not in _NETWORK_KEYS]
+    for i, keys in enumerate(passes):
+        # The log is grouped once per pass, on the raw columns; each key's values are then
+        # cut from that much smaller table (an IP's /24 from the account's IPs, a system
+        # prompt hashed once per account, not once per exchange).
+        columns = sorted({_RAW_COLUMN.get(k, k) for k in keys})
+        base = t.group_by(["account_id", *columns]).aggregate(uses=t.count())
+        if work is not None:
+            work.mkdir(parents=True, exist_ok=True)
+            con = ibis.get_backend(t)
+            write_parquet(con, base, work / f"link_source_{i}.parquet")
+            base = con.read_parquet(work / f"link_source_{i}.parquet")
+        for key, expr in key_columns(base, tuple(keys)).items():
+            part = base.select(
+                account_id=base.account_id, key=ibis.literal(key), value=expr, uses=base.uses
+            )
+            part = part.filter(part.value.notnull() & (part.value != ""))
+            parts.append(
+                part.group_by(["account_id", "key", "value"]).aggregate(uses=part.uses.sum())
+            )
+    parts += _template_uses(
+        t,
+        [k for k in TEMPLATE_KEYS if k in cfg.keys],
+        cfg.template_min_prompts,
+        cfg.template_sample_rows,
+    )
     if accounts_table is not None and "payment_fingerprint" in cfg.keys:
         a = accounts_table
         parts.append(
@@ -170,10 +194,13 @@ def shared_values(
                 con, part.select("account_id", "key", "value", "uses"), folder / f"{i:02d}.parquet"
             )
         both = con.read_parquet(parquet_glob(folder))
+        kv = _merged(both)
+        # Read three times below: from a file, once computed (as a shared subquery the
+        # engine would hold it in memory).
+        write_parquet(con, kv, work / "link_kv.parquet")
+        kv = con.read_parquet(work / "link_kv.parquet")
     else:
-        both = ibis.union(*parts, distinct=False)
-    # (a payment instrument can come from the log and from the accounts table)
-    kv = both.group_by(["account_id", "key", "value"]).aggregate(uses=both.uses.sum())
+        kv = _merged(ibis.union(*parts, distinct=False))
     # kv holds each (account, key, value) once, so counting rows counts distinct accounts
     # (or values) without a distinct aggregate, which the engine cannot spill.
     pop = kv.group_by(["key", "value"]).aggregate(accounts=kv.count())
@@ -198,34 +225,53 @@ def shared_values(
     return df
 
 
-def _template_uses(t: Any, key: str, min_prompts: int, sample_rows: int) -> Any:
-    """(account_id, key, value, uses) for a prompt template key.
+def _merged(both: Any) -> Any:
+    # (a payment instrument can come from the log and from the accounts table)
+    return both.group_by(["account_id", "key", "value"]).aggregate(uses=both.uses.sum())
+
+
+def _template_uses(t: Any, keys: list[str], min_prompts: int, sample_rows: int) -> list[Any]:
+    """(account_id, key, value, uses) for each prompt template key in ``keys``.
 
     A template is a prefix (or suffix) around many *different* prompts: the first words of
     one popular question, asked by several people, are not a template. Which values are
-    templates is decided on a hash sample of ``sample_rows`` long prompts (a wrapper that
-    matters is used thousands of times, so the sample sees it; counting distinct prompts
-    over a whole big log is what does not fit in memory); every row carrying one of them
-    then counts, over the whole log.
+    templates is decided on a hash sample of about ``sample_rows`` exchanges (a wrapper
+    that matters is used thousands of times, so the sample sees it; counting distinct
+    prompts over a whole big log is what does not fit in memory); every row carrying one
+    of them then counts, over the whole log.
     """
-    long = t.filter(t.prompt.length() >= TEMPLATE_MIN_PROMPT)
-    edge = long.prompt.left if key == "prompt_prefix" else long.prompt.right
-    rows = long.select(
-        account_id=long.account_id,
-        value=_normalised(edge(TEMPLATE_CHARS)),
-        exchange_id=long.exchange_id,
-        h=long.prompt.hash(),
-    )
-    total = int(rows.count().execute())
-    seen = rows.filter(hash_sample(rows.exchange_id, sample_rows, total))
-    variety = seen.group_by("value").aggregate(prompts=seen.h.nunique())
-    templates = variety.filter(variety.prompts >= min_prompts).select("value")
-    used = rows.semi_join(templates, "value")
-    return (
-        used.group_by(["account_id", "value"])
-        .aggregate(key=ibis.literal(key), uses=used.count())
-        .select("account_id", "key", "value", "uses")
-    )
+    if not keys:
+        return []
+
+    def edge(rows: Any, key: str) -> Any:
+        cut = rows.prompt.left if key == "prompt_prefix" else rows.prompt.right
+        return _normalised(cut(TEMPLATE_CHARS))
+
+    # The row count, not the long prompts' count: it comes from the files' metadata, while
+    # counting long prompts would read every prompt once more.
+    total = int(t.count().execute())
+    sample = t.filter(hash_sample(t.exchange_id, sample_rows, total))
+    sample = sample.filter(sample.prompt.length() >= TEMPLATE_MIN_PROMPT)
+    # One pass over the log for every key's sample (the hash is most of its cost); the
+    # sample is small and comes back to Python.
+    seen = sample.select(h=sample.prompt.hash(), **{k: edge(sample, k) for k in keys})
+    seen_df = seen.to_pyarrow().to_pandas()
+    parts = []
+    for key in keys:
+        variety = seen_df.groupby(key)["h"].nunique()
+        found = pd.DataFrame({"value": variety.index[variety >= min_prompts].astype(str)})
+        # The few templates are a table of their own: joined as a subquery of the same log,
+        # the engine would materialise every long prompt's edge first to serve both sides.
+        templates = ibis.memtable(found, schema={"value": "string"})
+        long = t.filter(t.prompt.length() >= TEMPLATE_MIN_PROMPT)
+        rows = long.select(account_id=long.account_id, value=edge(long, key))
+        used = rows.semi_join(templates, "value")
+        parts.append(
+            used.group_by(["account_id", "value"])
+            .aggregate(key=ibis.literal(key), uses=used.count())
+            .select("account_id", "key", "value", "uses")
+        )
+    return parts
 
 
 def _epoch_floor(ts: Any) -> Any:

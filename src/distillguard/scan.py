@@ -20,7 +20,14 @@ import pandas as pd
 from distillguard import __version__
 from distillguard.detectors import DetectorOutput, create
 from distillguard.detectors.base import ALL_PEERS
-from distillguard.engine import EngineConfig, connect, engine_name, hash_sample, parquet_glob
+from distillguard.engine import (
+    EngineConfig,
+    connect,
+    engine_name,
+    hash_sample,
+    parquet_glob,
+    write_parquet,
+)
 from distillguard.features import (
     CONTENT_SUM_COLUMNS,
     SUM_COLUMNS,
@@ -379,47 +386,48 @@ def _exchange_scores(
     unclassified exchanges take their account's mean. The other half of the evidence is
     how long the answer is against the account's own exchanges (its mid-rank, at the
     resolution of quarter-octave length bins). Rows come out in no particular order.
+
+    Everything per account or conversation is aggregated first (on the classified rows, a
+    histogram, the flagged accounts' repeated wrappers) and written to ``work``; the log
+    is then read once more and joined to those small tables. Never a sort, and never a
+    derived table of the log used twice in one query, which the engine would hold in
+    memory whole.
     """
-    acc = ibis.memtable(table[["account_id", "score"]].rename(columns={"score": "account_score"}))
-    flagged = table.loc[table["flagged"], ["account_id"]]
-    sampled = con.read_parquet(work / "content.parquet").select("exchange_id", "elicitation")
-    sub = t.semi_join(ibis.memtable(flagged), "account_id").anti_join(sampled, "exchange_id")
+    acc = table[["account_id", "score"]].rename(columns={"score": "account_score"})
+    flagged = ibis.memtable(table.loc[table["flagged"], ["account_id"]])
+    cols = ("exchange_id", "account_id", "conversation_id")
+    sampled = con.read_parquet(work / "content.parquet")
+    sub = t.semi_join(flagged, "account_id").anti_join(sampled, "exchange_id")
     total = int(sub.count().execute())
     if total > limit:
         sub = sub.filter(hash_sample(sub.exchange_id, limit, total))
     path = work / "exchange_content.parquet"
     classify_to_parquet(
         con,
-        sub.select("exchange_id", "prompt", "system_prompt"),
+        sub.select(*cols, "prompt", "system_prompt"),
         path,
         classifier,
-        keep=("exchange_id",),
+        keep=cols,
         executor=pool,
     )
     # Every account's sampled exchanges were classified already; flagged accounts' rest now.
-    # Everything per account or conversation is aggregated on these classified rows or on
-    # a small histogram and joined back, so the log itself is read once and never sorted.
-    ec = sampled.union(con.read_parquet(path).select("exchange_id", "elicitation"))
-    # Wrapper repetition is looked for inside flagged accounts only, where the mixed
-    # traffic is; elsewhere it counts 0.
-    fl = ibis.memtable(flagged)
-    inside = t.semi_join(fl, "account_id").select(*_EXCHANGE_COLUMNS, "prompt")
-    rows = _repeated_wrapper(inside).union(
-        t.anti_join(fl, "account_id").select(
-            *_EXCHANGE_COLUMNS, repeated=ibis.literal(0.0, "float64")
-        )
+    both = sampled.select(*cols, "elicitation").union(
+        con.read_parquet(path).select(*cols, "elicitation")
     )
-    known = rows.join(ec, "exchange_id")
+    write_parquet(con, both, work / "exchange_elicitation.parquet")
+    ec = con.read_parquet(work / "exchange_elicitation.parquet")
     convs = (
-        known.filter(known.conversation_id.notnull())
+        ec.filter(ec.conversation_id.notnull())
         .group_by(["account_id", "conversation_id"])
-        .aggregate(conv_max=known.elicitation.max())
+        .aggregate(conv_max=ec.elicitation.max())
     )
-    accts = known.group_by("account_id").aggregate(acct_mean=known.elicitation.mean())
+    accts = ec.group_by("account_id").aggregate(acct_mean=ec.elicitation.mean())
     # Harvested answers are the long ones, measured against the account's own traffic: the
     # mid-rank of the answer's length bin (a quarter octave) among the account's answers.
-    binned = rows.select("account_id", bin=_length_bin(rows.output_tokens))
+    binned = t.select("account_id", bin=_length_bin(t.output_tokens))
     hist = binned.group_by(["account_id", "bin"]).aggregate(n=binned.count())
+    write_parquet(con, hist, work / "length_bins.parquet")
+    hist = con.read_parquet(work / "length_bins.parquet")
     below = hist.n.sum().over(
         ibis.window(group_by=hist.account_id, order_by=hist.bin, preceding=None, following=0)
     )
@@ -427,56 +435,70 @@ def _exchange_scores(
     hist = hist.mutate(
         longer=ibis.cases((size > 1, (below - hist.n + (hist.n - 1) / 2.0) / (size - 1)), else_=0.0)
     ).select("account_id", "bin", "longer")
+    wrappers = _repeated_wrappers(con, t.semi_join(flagged, "account_id"), work)
+    ends = _prompt_ends(t)
     j = (
-        rows.mutate(bin=_length_bin(rows.output_tokens))
-        .join(acc, "account_id")
-        .left_join(ec, "exchange_id")
+        ends.join(ibis.memtable(acc), "account_id")
+        .left_join(ec.select("exchange_id", "elicitation"), "exchange_id")
         .select(~sel.endswith("_right"))
         .left_join(convs, ["account_id", "conversation_id"])
         .select(~sel.endswith("_right"))
         .left_join(accts, "account_id")
         .select(~sel.endswith("_right"))
         .join(hist, ["account_id", "bin"])
+        .select(~sel.endswith("_right"))
     )
+    opening = wrappers.filter(wrappers.side == "opening").select(
+        "account_id", opening="edge", open_hit=ibis.literal(1.0)
+    )
+    closing = wrappers.filter(wrappers.side == "closing").select(
+        "account_id", closing="edge", close_hit=ibis.literal(1.0)
+    )
+    j = (
+        j.left_join(opening, ["account_id", "opening"])
+        .select(~sel.endswith("_right"))
+        .left_join(closing, ["account_id", "closing"])
+        .select(~sel.endswith("_right"))
+    )
+    repeated = ibis.greatest(j.open_hit.fill_null(0.0), j.close_hit.fill_null(0.0))
     # A conversation counts as eliciting if any of its turns does (tool-result turns carry
     # no text of their own); an exchange nobody classified takes its account's mean.
     e = ibis.greatest(j.elicitation, j.conv_max).fill_null(j.acct_mean).fill_null(1.0)
-    evidence = (e.cast("float64") + j.longer.cast("float64") + j.repeated) / 3.0
+    evidence = (e.cast("float64") + j.longer.cast("float64") + repeated) / 3.0
     return j.select("exchange_id", "account_id", score=j.account_score * (0.5 + 0.5 * evidence))
 
 
-def _repeated_wrapper(rows: Any, times: int = 3) -> Any:
-    """``rows`` with ``repeated``: 1.0 where a long prompt opens or closes with the same 40
-    characters as at least ``times`` of its account's prompts. Harvesters wrap each
-    question in a few fixed instructions; the people a proxy relays each write their own.
-    Counted by aggregation and joined back, so no prompt text is carried through a sort."""
+def _prompt_ends(rows: Any) -> Any:
+    """The exchange columns scoring needs, with a long prompt's first and last 40
+    characters (``opening``, ``closing``; null for short prompts) and its answer's
+    length bin."""
+    long = rows.prompt.length() >= TEMPLATE_MIN_PROMPT
+    return rows.select(
+        "exchange_id",
+        "account_id",
+        "conversation_id",
+        bin=_length_bin(rows.output_tokens),
+        opening=ibis.cases((long, rows.prompt.left(TEMPLATE_CHARS)), else_=ibis.null("string")),
+        closing=ibis.cases((long, rows.prompt.right(TEMPLATE_CHARS)), else_=ibis.null("string")),
+    )
 
-    def ends(r: Any) -> Any:
-        long = r.prompt.length() >= TEMPLATE_MIN_PROMPT
-        return r.select(
-            *_EXCHANGE_COLUMNS,
-            opening=ibis.cases((long, r.prompt.left(TEMPLATE_CHARS)), else_=ibis.null("string")),
-            closing=ibis.cases((long, r.prompt.right(TEMPLATE_CHARS)), else_=ibis.null("string")),
+
+def _repeated_wrappers(con: Any, rows: Any, work: Path, times: int = 3) -> Any:
+    """(account_id, side, edge): the openings and closings of long prompts that at least
+    ``times`` of the account's prompts share. Harvesters wrap each question in a few fixed
+    instructions; the people a proxy relays each write their own. Each side is counted on
+    its own pass and written to ``work``."""
+    for side in ("opening", "closing"):
+        ends = _prompt_ends(rows)
+        ends = ends.filter(ends[side].notnull())
+        counts = ends.group_by(["account_id", ends[side].name("edge")]).aggregate(n=ends.count())
+        counts = counts.filter(counts.n >= times).select(
+            "account_id", side=ibis.literal(side), edge="edge"
         )
-
-    cut = ends(rows)
-    openings = (
-        ends(rows.view()).group_by(["account_id", "opening"]).aggregate(n_opening=ibis._.count())
-    )
-    closings = (
-        ends(rows.view()).group_by(["account_id", "closing"]).aggregate(n_closing=ibis._.count())
-    )
-    j = (
-        cut.left_join(openings, ["account_id", "opening"])
-        .left_join(closings, ["account_id", "closing"])
-        .select(*_EXCHANGE_COLUMNS, "opening", "n_opening", "n_closing")
-    )
-    n = ibis.greatest(j.n_opening.fill_null(0), j.n_closing.fill_null(0))
-    hit = j.opening.notnull() & (n >= times)
-    return j.select(*_EXCHANGE_COLUMNS, repeated=ibis.cases((hit, 1.0), else_=0.0))
-
-
-_EXCHANGE_COLUMNS = ("exchange_id", "account_id", "conversation_id", "output_tokens")
+        folder = work / "wrappers"
+        folder.mkdir(exist_ok=True)
+        write_parquet(con, counts, folder / f"{side}.parquet")
+    return con.read_parquet(parquet_glob(folder))
 
 
 def _length_bin(tokens: Any) -> Any:
@@ -593,24 +615,24 @@ class _DailyReplay:
     """Each day's end as a daily batch job would have seen it: the accounts active that day
     with their sums so far, and the detectors fitted on them (so no later data leaks in).
 
-    Computed lazily and once, for the account replay and the campaign replay alike.
+    The fitted detectors (a few baselines each) are kept for the account replay and the
+    campaign replay alike; each day's feature frame is rebuilt when asked for again
+    rather than kept (42 days of 100k accounts' features were gigabytes at full scale).
     """
 
     def __init__(self, cum: pd.DataFrame, peers: pd.Series, pol: Policy) -> None:
-        self._days = iter(cum.groupby("bucket", sort=True))
+        self._cum = cum
         self._peers = peers
         self._pol = pol
-        self._seen: list[tuple[Any, pd.Timestamp, pd.DataFrame, list[Any]]] = []
+        self._fitted: dict[Any, list[Any]] = {}
         self.count = int(cum["bucket"].nunique()) if len(cum) else 0
 
     def __iter__(self) -> Iterator[tuple[Any, pd.Timestamp, pd.DataFrame, list[Any]]]:
-        yield from list(self._seen)
-        for day, rows in self._days:
+        for day, rows in self._cum.groupby("bucket", sort=True):
             X = _features(rows, self._peers)
-            fitted = [create(s.name, s.params).fit(X) for s in self._pol.detectors]
-            item = (day, pd.Timestamp(str(day)) + timedelta(days=1), X, fitted)
-            self._seen.append(item)
-            yield item
+            if day not in self._fitted:
+                self._fitted[day] = [create(s.name, s.params).fit(X) for s in self._pol.detectors]
+            yield day, pd.Timestamp(str(day)) + timedelta(days=1), X, self._fitted[day]
 
 
 def _first_flagged(

@@ -91,12 +91,13 @@ def content_sample(
     c = f.select(
         "exchange_id",
         "account_id",
+        "conversation_id",
         b=_bucket_key(f.ts, bucket),
         bucket=f.ts.truncate(bucket),
         h=stable_hash(f.exchange_id).left(_DIGITS),
     )
     j = c.join(m, ["account_id", "b"])
-    chosen = j.filter(j.h < j.cut).select("exchange_id", "account_id", "bucket")
+    chosen = j.filter(j.h < j.cut).select("exchange_id", "account_id", "conversation_id", "bucket")
     return chosen.join(t.select("exchange_id", "prompt", "system_prompt"), "exchange_id")
 
 
@@ -240,7 +241,7 @@ def score_sample(
         expr,
         out_path,
         classifier,
-        keep=("exchange_id", "account_id", "bucket"),
+        keep=("exchange_id", "account_id", "conversation_id", "bucket"),
         progress=progress,
         sketch=sketch,
         executor=executor,
