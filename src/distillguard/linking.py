@@ -35,9 +35,9 @@ import igraph as ig
 import numpy as np
 import pandas as pd
 
+from distillguard import prompt_edges
 from distillguard.engine import hash_sample, parquet_glob, stable_hash, write_parquet
 
-TEMPLATE_CHARS = 40
 TEMPLATE_MIN_PROMPT = 60  # shorter prompts are whole questions, not template plus slot
 TEMPLATE_KEYS = ("prompt_prefix", "prompt_suffix")
 RELEASE_KEY = "release_reaction"
@@ -116,10 +116,9 @@ def key_columns(t: Any, keys: tuple[str, ...]) -> dict[str, Any]:
                 (sp.length() >= 20, stable_hash(sp).left(16)), else_=ibis.null("string")
             )
         elif key in TEMPLATE_KEYS:
-            long_prompt = t.prompt.length() >= TEMPLATE_MIN_PROMPT
-            edge = t.prompt.left if key == "prompt_prefix" else t.prompt.right
             exprs[key] = ibis.cases(
-                (long_prompt, _normalised(edge(TEMPLATE_CHARS))), else_=ibis.null("string")
+                (prompt_edges.chars(t) >= TEMPLATE_MIN_PROMPT, _template(t, key)),
+                else_=ibis.null("string"),
             )
         else:
             exprs[key] = t[key].cast("string")
@@ -230,6 +229,12 @@ def _merged(both: Any) -> Any:
     return both.group_by(["account_id", "key", "value"]).aggregate(uses=both.uses.sum())
 
 
+def _template(t: Any, key: str) -> Any:
+    """A template key's value: the prompt's normalised first or last characters."""
+    edge = prompt_edges.head(t) if key == "prompt_prefix" else prompt_edges.tail(t)
+    return _normalised(edge)
+
+
 def _template_uses(t: Any, keys: list[str], min_prompts: int, sample_rows: int) -> list[Any]:
     """(account_id, key, value, uses) for each prompt template key in ``keys``.
 
@@ -243,28 +248,35 @@ def _template_uses(t: Any, keys: list[str], min_prompts: int, sample_rows: int) 
     if not keys:
         return []
 
-    def edge(rows: Any, key: str) -> Any:
-        cut = rows.prompt.left if key == "prompt_prefix" else rows.prompt.right
-        return _normalised(cut(TEMPLATE_CHARS))
-
     # The row count, not the long prompts' count: it comes from the files' metadata, while
-    # counting long prompts would read every prompt once more.
+    # counting long prompts would read every prompt's length once more.
     total = int(t.count().execute())
     sample = t.filter(hash_sample(t.exchange_id, sample_rows, total))
-    sample = sample.filter(sample.prompt.length() >= TEMPLATE_MIN_PROMPT)
+    sample = sample.filter(prompt_edges.chars(sample) >= TEMPLATE_MIN_PROMPT)
     # One pass over the log for every key's sample (the hash is most of its cost); the
     # sample is small and comes back to Python.
-    seen = sample.select(h=sample.prompt.hash(), **{k: edge(sample, k) for k in keys})
-    seen_df = seen.to_pyarrow().to_pandas()
+    seen = (
+        sample.select(
+            n=prompt_edges.chars(sample),
+            head=prompt_edges.head(sample),
+            tail=prompt_edges.tail(sample),
+            **{k: _template(sample, k) for k in keys},
+        )
+        .to_pyarrow()
+        .to_pandas()
+    )
     parts = []
     for key in keys:
-        variety = seen_df.groupby(key)["h"].nunique()
+        # Different prompts around one prefix differ at their other end or in length; the
+        # same question asked again does not.
+        other = "tail" if key == "prompt_prefix" else "head"
+        variety = seen.drop_duplicates([key, other, "n"]).groupby(key).size()
         found = pd.DataFrame({"value": variety.index[variety >= min_prompts].astype(str)})
         # The few templates are a table of their own: joined as a subquery of the same log,
         # the engine would materialise every long prompt's edge first to serve both sides.
         templates = ibis.memtable(found, schema={"value": "string"})
-        long = t.filter(t.prompt.length() >= TEMPLATE_MIN_PROMPT)
-        rows = long.select(account_id=long.account_id, value=edge(long, key))
+        long = t.filter(prompt_edges.chars(t) >= TEMPLATE_MIN_PROMPT)
+        rows = long.select(account_id=long.account_id, value=_template(long, key))
         used = rows.semi_join(templates, "value")
         parts.append(
             used.group_by(["account_id", "value"])
@@ -290,14 +302,13 @@ def release_reactions(t: Any, cfg: LinkingConfig) -> Any:
     always share a value, wherever the window edges fall. Popularity discounts the values
     like any other: the crowd of honest early adopters shares them too.
     """
-    e = _epoch_floor(t.ts)
-    first = t.group_by("model").aggregate(released=e.min())
+    # One pass over the log: a model's release is its earliest first use by any account.
+    use = t.group_by(["account_id", "model"]).aggregate(first_use=_epoch_floor(t.ts).min())
+    first = use.group_by("model").aggregate(released=use.first_use.min())
     first = first.mutate(log_start=first.released.min().over(ibis.window()))
     releases = first.filter(
         first.released - first.log_start >= int(cfg.release_min_delay_hours * 3600)
     ).select("model", "released")
-    use = t.select(account_id=t.account_id, model=t.model, e=e)
-    use = use.group_by(["account_id", "model"]).aggregate(first_use=use.e.min())
     r = use.join(releases, "model")
     r = r.mutate(delay=r.first_use - r.released)
     r = r.filter(r.delay <= int(cfg.release_horizon_hours * 3600))

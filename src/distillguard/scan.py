@@ -17,7 +17,7 @@ import ibis.selectors as sel
 import numpy as np
 import pandas as pd
 
-from distillguard import __version__
+from distillguard import __version__, prompt_edges
 from distillguard.detectors import DetectorOutput, create
 from distillguard.detectors.base import ALL_PEERS
 from distillguard.engine import (
@@ -47,7 +47,6 @@ from distillguard.ingest import StageResult, stage_inputs
 from distillguard.ingest.sources import expand_inputs
 from distillguard.ingest.stage import DEFAULT_MAX_LINE_BYTES, PARALLEL_MIN_BYTES, start_pool
 from distillguard.linking import (
-    TEMPLATE_CHARS,
     TEMPLATE_MIN_PROMPT,
     Campaign,
     link_accounts,
@@ -472,14 +471,15 @@ def _prompt_ends(rows: Any) -> Any:
     """The exchange columns scoring needs, with a long prompt's first and last 40
     characters (``opening``, ``closing``; null for short prompts) and its answer's
     length bin."""
-    long = rows.prompt.length() >= TEMPLATE_MIN_PROMPT
+    long = prompt_edges.chars(rows) >= TEMPLATE_MIN_PROMPT
+    null = ibis.null("string")
     return rows.select(
         "exchange_id",
         "account_id",
         "conversation_id",
         bin=_length_bin(rows.output_tokens),
-        opening=ibis.cases((long, rows.prompt.left(TEMPLATE_CHARS)), else_=ibis.null("string")),
-        closing=ibis.cases((long, rows.prompt.right(TEMPLATE_CHARS)), else_=ibis.null("string")),
+        opening=ibis.cases((long, prompt_edges.head(rows)), else_=null),
+        closing=ibis.cases((long, prompt_edges.tail(rows)), else_=null),
     )
 
 

@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from distillguard import prompt_edges
 from distillguard.content.model import LEXICAL_SIGNAL
 from distillguard.engine import iter_batches, stable_hash
 from distillguard.features.sketch import SKETCH_COLUMNS, SKETCH_SQ_COLUMN, prompt_sketch
@@ -42,7 +43,7 @@ SKETCH_SUM_COLUMNS = (*SKETCH_COLUMNS, SKETCH_SQ_COLUMN)
 def _with_text(t: Any) -> Any:
     # Turns that only carry tool results have no prompt text: nothing to classify, and
     # counting them would dilute an agent harvester's eliciting share with empty turns.
-    return t.filter(t.prompt.length() > 0)
+    return t.filter(prompt_edges.chars(t) > 0)
 
 
 def bucket_sizes(t: Any, bucket: str = "D") -> pd.DataFrame:

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from distillguard import prompt_edges
 from distillguard.engine import EngineConfig, connect, iter_batches, parquet_glob
 from distillguard.errors import InputError
 from distillguard.ingest.readers import (
@@ -65,6 +66,7 @@ def staged_schema() -> pa.Schema:
             pa.field("_line", pa.int64()),
             pa.field("_extra", pa.string()),
             pa.field("_seq", pa.int64()),
+            *prompt_edges.STAGED_FIELDS,
         ]
     )
 
@@ -131,6 +133,8 @@ def _staged(valid: pa.Table, source: SourceFile, index: int) -> pa.Table:
     table = valid.append_column(
         "_source", pa.array([str(source)] * valid.num_rows, pa.string())
     ).append_column("_seq", seq)
+    for name, column in prompt_edges.arrow_columns(valid.column("prompt")).items():
+        table = table.append_column(name, column)
     schema = staged_schema()
     return table.select(schema.names).cast(schema)
 

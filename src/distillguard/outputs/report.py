@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from distillguard.prompt_edges import EDGE_CHARS
+
 MAX_CAMPAIGNS = 50  # campaigns drawn in full; the rest are listed in the ranking only
 MAX_GRAPH_NODES = 60
 MAX_EVIDENCE_ROWS = 200
@@ -351,8 +353,8 @@ def _account_values(
         def norm(s: pd.Series) -> pd.Series:  # linking's normalisation (linking._normalised)
             return s.str.lower().str.translate(digits_and_spaces)
 
-        columns["prompt_prefix"] = (p["account_id"], norm(p["prompt"].str[:40]))
-        columns["prompt_suffix"] = (p["account_id"], norm(p["prompt"].str[-40:]))
+        columns["prompt_prefix"] = (p["account_id"], norm(p["prompt"].str[:EDGE_CHARS]))
+        columns["prompt_suffix"] = (p["account_id"], norm(p["prompt"].str[-EDGE_CHARS:]))
     out: dict[str, dict[str, set[str]]] = {}
     for kind, (accounts, values) in columns.items():
         keep = values.isin(wanted.get(kind, set()))
