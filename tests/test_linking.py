@@ -343,3 +343,47 @@ def test_simulated_orchestrator_is_what_synchrony_finds(
         assert inside.sum() >= 10  # of the 15 pairs of the six accounts
     else:
         assert inside.sum() == 0
+
+
+def test_staged_prompt_edges_match_the_engine_and_give_the_same_templates(tmp_path: Path) -> None:
+    """Staging stores each prompt's length and edges once; every stage that reads them must
+    see exactly what the engine would cut from the prompt, in any script."""
+    from distillguard import prompt_edges
+    from distillguard.engine import EngineConfig, connect, parquet_glob
+    from distillguard.ingest import stage_inputs
+    from tests.conftest import row, write_jsonl
+
+    wrapper = "Solve the following and show every reasoning step you take: "
+    topics = ["数列的通项公式是什么，请证明", "👍🏽 emoji in the middle 👍🏽", "an ordinary long question"]
+    rows = []
+    for i in range(36):
+        acct = "abc"[i % 3]
+        prompt = f"{wrapper}{topics[i % 3]} #{i}" + ("？" * (i % 5))
+        rows.append(row(i, account_id=acct, prompt=prompt))
+    rows += [row(100, prompt=""), row(101, prompt="short"), row(102, prompt="é" * 45)]
+    staged = stage_inputs(
+        [write_jsonl(tmp_path / "in.jsonl", rows)], tmp_path / "work", tmp_path / "q.jsonl"
+    )
+    con = connect(EngineConfig(temp_dir=tmp_path / "spill"))
+    t = con.read_parquet(parquet_glob(staged.exchanges_path))
+    got = t.select(
+        t[prompt_edges.CHARS],
+        t[prompt_edges.HEAD],
+        t[prompt_edges.TAIL],
+        n=t.prompt.length(),
+        head=t.prompt.left(prompt_edges.EDGE_CHARS),
+        tail=t.prompt.right(prompt_edges.EDGE_CHARS),
+    ).to_pandas()
+    assert len(got) == len(rows)
+    assert (got[prompt_edges.CHARS] == got["n"]).all()
+    assert (got[prompt_edges.HEAD] == got["head"]).all()
+    assert (got[prompt_edges.TAIL] == got["tail"]).all()
+
+    cfg = replace(CFG, keys={"prompt_prefix": 0.5, "prompt_suffix": 0.5})
+    plain = t.drop(prompt_edges.CHARS, prompt_edges.HEAD, prompt_edges.TAIL)
+    cols = ["account_id", "key", "value", "accounts", "held"]
+    a = shared_values(t, None, list("abc"), cfg).sort_values(cols).reset_index(drop=True)
+    b = shared_values(plain, None, list("abc"), cfg).sort_values(cols).reset_index(drop=True)
+    assert set(a["key"]) == {"prompt_prefix"}  # the wrapper; endings are all different
+    assert set(a["account_id"]) == set("abc")
+    pd.testing.assert_frame_equal(a[cols], b[cols])
