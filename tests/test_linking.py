@@ -354,7 +354,7 @@ def test_staged_prompt_edges_match_the_engine_and_give_the_same_templates(tmp_pa
     from tests.conftest import row, write_jsonl
 
     wrapper = "Solve the following and show every reasoning step you take: "
-    topics = ["数列的通项公式是什么，请证明", "👍🏽 emoji in the middle 👍🏽", "an ordinary question"]
+    topics = ["数列的通项公式是什么，请证明", "👍🏽 emoji inside 👍🏽", "an ordinary question"]
     rows = []
     for i in range(36):
         acct = "abc"[i % 3]
