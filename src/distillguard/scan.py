@@ -376,9 +376,10 @@ def _exchange_scores(
     the content sample are classified already; every other exchange of a flagged account
     is classified now (up to ``limit``, a hash sample beyond). A conversation counts as
     eliciting if any of its turns does (tool-result turns carry no text of their own);
-    unclassified exchanges take their account's mean. The other half of the evidence is
-    how long the answer is against the account's own exchanges (its mid-rank, at the
-    resolution of quarter-octave length bins). Rows come out in no particular order.
+    unclassified exchanges take their account's mean. The rest of the evidence is how long
+    the answer and the prompt are against the account's own (their mid-ranks, at the
+    resolution of quarter-octave length bins) and, inside flagged accounts, a repeated
+    wrapper. Rows come out in no particular order.
     """
     acc = ibis.memtable(table[["account_id", "score"]].rename(columns={"score": "account_score"}))
     flagged = table.loc[table["flagged"], ["account_id"]]
@@ -403,11 +404,12 @@ def _exchange_scores(
     # Wrapper repetition is looked for inside flagged accounts only, where the mixed
     # traffic is; elsewhere it counts 0.
     fl = ibis.memtable(flagged)
-    inside = t.semi_join(fl, "account_id").select(*_EXCHANGE_COLUMNS, "prompt")
+    chars = t.prompt.length().fill_null(0)
+    inside = t.semi_join(fl, "account_id").mutate(chars=chars).select(*_EXCHANGE_COLUMNS, "prompt")
     rows = _repeated_wrapper(inside).union(
-        t.anti_join(fl, "account_id").select(
-            *_EXCHANGE_COLUMNS, repeated=ibis.literal(0.0, "float64")
-        )
+        t.anti_join(fl, "account_id")
+        .mutate(chars=chars)
+        .select(*_EXCHANGE_COLUMNS, repeated=ibis.literal(0.0, "float64"))
     )
     known = rows.join(ec, "exchange_id")
     convs = (
@@ -418,17 +420,19 @@ def _exchange_scores(
     accts = known.group_by("account_id").aggregate(acct_mean=known.elicitation.mean())
     # Harvested answers are the long ones, measured against the account's own traffic: the
     # mid-rank of the answer's length bin (a quarter octave) among the account's answers.
-    binned = rows.select("account_id", bin=_length_bin(rows.output_tokens))
-    hist = binned.group_by(["account_id", "bin"]).aggregate(n=binned.count())
-    below = hist.n.sum().over(
-        ibis.window(group_by=hist.account_id, order_by=hist.bin, preceding=None, following=0)
-    )
-    size = hist.n.sum().over(ibis.window(group_by=hist.account_id))
-    hist = hist.mutate(
-        longer=ibis.cases((size > 1, (below - hist.n + (hist.n - 1) / 2.0) / (size - 1)), else_=0.0)
-    ).select("account_id", "bin", "longer")
+    # So are harvested prompts (a question wrapped in instructions against a person's own
+    # words): the same mid-rank among the account's prompts with text. A turn without text
+    # (a tool result) says nothing either way and counts 0.5.
+    answers = _mid_rank(rows.select("account_id", bin=_length_bin(rows.output_tokens)), "longer")
+    with_text = rows.filter(rows.chars > 0)
+    prompts = _mid_rank(
+        with_text.select("account_id", bin=_length_bin(with_text.chars)), "wordier"
+    ).rename(pbin="bin")
     j = (
-        rows.mutate(bin=_length_bin(rows.output_tokens))
+        rows.mutate(
+            bin=_length_bin(rows.output_tokens),
+            pbin=ibis.cases((rows.chars > 0, _length_bin(rows.chars)), else_=ibis.null("int64")),
+        )
         .join(acc, "account_id")
         .left_join(ec, "exchange_id")
         .select(~sel.endswith("_right"))
@@ -436,12 +440,20 @@ def _exchange_scores(
         .select(~sel.endswith("_right"))
         .left_join(accts, "account_id")
         .select(~sel.endswith("_right"))
-        .join(hist, ["account_id", "bin"])
+        .join(answers, ["account_id", "bin"])
+        .select(~sel.endswith("_right"))
+        .left_join(prompts, ["account_id", "pbin"])
+        .select(~sel.endswith("_right"))
     )
     # A conversation counts as eliciting if any of its turns does (tool-result turns carry
     # no text of their own); an exchange nobody classified takes its account's mean.
     e = ibis.greatest(j.elicitation, j.conv_max).fill_null(j.acct_mean).fill_null(1.0)
-    evidence = (e.cast("float64") + j.longer.cast("float64") + j.repeated) / 3.0
+    evidence = (
+        e.cast("float64")
+        + j.longer.cast("float64")
+        + j.wordier.cast("float64").fill_null(0.5)
+        + j.repeated
+    ) / 4.0
     return j.select("exchange_id", "account_id", score=j.account_score * (0.5 + 0.5 * evidence))
 
 
@@ -476,7 +488,20 @@ def _repeated_wrapper(rows: Any, times: int = 3) -> Any:
     return j.select(*_EXCHANGE_COLUMNS, repeated=ibis.cases((hit, 1.0), else_=0.0))
 
 
-_EXCHANGE_COLUMNS = ("exchange_id", "account_id", "conversation_id", "output_tokens")
+_EXCHANGE_COLUMNS = ("exchange_id", "account_id", "conversation_id", "output_tokens", "chars")
+
+
+def _mid_rank(binned: Any, name: str) -> Any:
+    """Per (account, bin) of ``binned`` (columns ``account_id``, ``bin``): ``name``, the
+    bin's mid-rank among the account's rows, in [0, 1] (0 where the account has one row).
+    Only the small per-account histogram is ordered, never the rows."""
+    hist = binned.group_by(["account_id", "bin"]).aggregate(n=binned.count())
+    below = hist.n.sum().over(
+        ibis.window(group_by=hist.account_id, order_by=hist.bin, preceding=None, following=0)
+    )
+    size = hist.n.sum().over(ibis.window(group_by=hist.account_id))
+    rank = ibis.cases((size > 1, (below - hist.n + (hist.n - 1) / 2.0) / (size - 1)), else_=0.0)
+    return hist.mutate(**{name: rank}).select("account_id", "bin", name)
 
 
 def _length_bin(tokens: Any) -> Any:
