@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -226,3 +227,18 @@ def test_wordy_prompts_score_above_short_ones_inside_a_flagged_account(tmp_path:
     # every wordy prompt above every short one, tool turns in between on average
     assert (wordy[:, None] > short[None, :]).mean() > 0.95
     assert short.mean() < tool.mean() < wordy.mean()
+
+
+def test_a_member_counts_as_found_when_its_campaign_or_itself_first_was() -> None:
+    from distillguard.scan import _member_found_at
+
+    ts = pd.Timestamp
+    day1, camp = ts("2026-03-02", tz="UTC"), ts("2026-03-05", tz="UTC")
+    # flagged on its own only later: its campaign found it first
+    assert _member_found_at(ts("2026-03-09", tz="UTC"), camp, day1) == camp
+    # its own evidence came first
+    assert _member_found_at(ts("2026-03-04", tz="UTC"), camp, day1) == ts("2026-03-04", tz="UTC")
+    # never flagged on its own: lifted when its campaign was found
+    assert _member_found_at(None, camp, day1) == camp
+    # ... but not before the end of its own first day (linking is not replayed per day)
+    assert _member_found_at(None, camp, ts("2026-03-06", tz="UTC")) == ts("2026-03-07", tz="UTC")

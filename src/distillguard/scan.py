@@ -297,13 +297,14 @@ def _scan(
                 f"member of campaign {c.campaign_id}: {len(c.account_ids)} accounts sharing "
                 f"{shared} (campaign score {c.score:.2f})",
             )
-            if score[row] >= cfg.lift_floor and c.score > final[row]:
-                final[row] = c.score
-                if not final_flag[row]:
-                    # Linking is not replayed per checkpoint: a lifted member counts as found
-                    # when its campaign was, or at the end of its own first day if later.
-                    final_flag[row] = True
-                    first_flagged.iloc[row] = max(detected, first_day.iloc[row] + timedelta(days=1))
+            if score[row] < cfg.lift_floor:
+                continue
+            final[row] = max(final[row], c.score)
+            alone = pd.Timestamp(first_flagged.iloc[row]) if final_flag[row] else None
+            first_flagged.iloc[row] = _member_found_at(
+                alone, detected, pd.Timestamp(first_day.iloc[row])
+            )
+            final_flag[row] = True
     table = pd.DataFrame(
         {
             "account_id": X.index.astype(str),
@@ -506,6 +507,15 @@ def _mid_rank(binned: Any, name: str) -> Any:
 
 def _length_bin(tokens: Any) -> Any:
     return (tokens.cast("float64") + 1.0).log2().mul(4).floor().cast("int64")
+
+
+def _member_found_at(own: pd.Timestamp | None, campaign: Any, first_day: pd.Timestamp) -> Any:
+    """When a campaign member counts as found: when its own evidence flagged it (``own``,
+    None if it never did) or when its campaign was, whichever came first. Linking is not
+    replayed per checkpoint, so the campaign's time counts no earlier than the end of the
+    member's own first day."""
+    via_campaign = max(campaign, first_day + timedelta(days=1))
+    return via_campaign if own is None else min(own, via_campaign)
 
 
 def _consistent_members(
