@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -187,3 +188,57 @@ def test_worker_processes_change_nothing(tmp_path: Path) -> None:
         assert scored[0].column(col).to_pylist() == scored[1].column(col).to_pylist()
     a, b = (s.column("score").to_numpy() for s in scored)
     assert np.allclose(a, b, rtol=0, atol=1e-12)
+
+
+def test_wordy_prompts_score_above_short_ones_inside_a_flagged_account(tmp_path: Path) -> None:
+    """A proxy relays people's short questions beside harvested ones wrapped in
+    instructions. With no elicitation phrase, no repeated wrapper and answers of the same
+    lengths, the prompt's length against the account's own prompts still tells them apart;
+    a tool-result turn (no text) is neither."""
+    rng = np.random.default_rng(7)
+    words = ["river", "garden", "blue", "table", "music", "letter", "travel", "window"]
+    words += ["friend", "summer", "coffee", "paper", "mountain", "station", "orange", "clock"]
+
+    def text(n: int) -> str:
+        return " ".join(rng.choice(words, n))
+
+    extra = []
+    for k in range(240):
+        kind = ("short", "wordy", "tool")[k % 3]
+        prompt = {"short": text(4), "wordy": text(60), "tool": ""}[kind]
+        extra.append(
+            row(
+                k,
+                exchange_id=f"m-{kind}-{k}",
+                account_id="h0",
+                prompt=prompt,
+                output_tokens=int(rng.integers(3000, 6000)),
+                payment_fingerprint="card-shared",
+            )
+        )
+    log = write_jsonl(tmp_path / "t.jsonl", [*traffic(seed=2), *extra])
+    result = runner.invoke(app, ["scan", str(log), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    df = pq.read_table(tmp_path / "o" / "exchanges_scored.parquet").to_pandas()
+    df = df[df["exchange_id"].str.startswith("m-")]
+    kind = df["exchange_id"].str.split("-").str[1]
+    short, wordy, tool = (df.loc[kind == k, "score"].to_numpy() for k in ("short", "wordy", "tool"))
+    assert short.max() > 0, "h0 is flagged"
+    # every wordy prompt above every short one, tool turns in between on average
+    assert (wordy[:, None] > short[None, :]).mean() > 0.95
+    assert short.mean() < tool.mean() < wordy.mean()
+
+
+def test_a_member_counts_as_found_when_its_campaign_or_itself_first_was() -> None:
+    from distillguard.scan import _member_found_at
+
+    ts = pd.Timestamp
+    day1, camp = ts("2026-03-02", tz="UTC"), ts("2026-03-05", tz="UTC")
+    # flagged on its own only later: its campaign found it first
+    assert _member_found_at(ts("2026-03-09", tz="UTC"), camp, day1) == camp
+    # its own evidence came first
+    assert _member_found_at(ts("2026-03-04", tz="UTC"), camp, day1) == ts("2026-03-04", tz="UTC")
+    # never flagged on its own: lifted when its campaign was found
+    assert _member_found_at(None, camp, day1) == camp
+    # ... but not before the end of its own first day (linking is not replayed per day)
+    assert _member_found_at(None, camp, ts("2026-03-06", tz="UTC")) == ts("2026-03-07", tz="UTC")

@@ -54,7 +54,7 @@ class Policy:
     threshold: float = 0.5
     checkpoint: str = "1d"
     memory_limit: str = "1GB"
-    content_per_bucket: int = 16
+    content_per_bucket: int = 64
     content_max_prompts: int = 300_000
     exchange_content_limit: int = 1_000_000
     detectors: tuple[DetectorSpec, ...] = ()
@@ -137,7 +137,7 @@ def parse_policy(data: dict[str, Any], source: str = "<policy>") -> Policy:
         memory_limit=str(scan.get("memory_limit", "1GB")),
         exchange_content_limit=count("exchange_content_limit", 1_000_000, 0, 1e12),
         content_max_prompts=count("content_max_prompts", 300_000, 1, 1e12),
-        content_per_bucket=count("content_per_bucket", 16, 1, 1e6),
+        content_per_bucket=count("content_per_bucket", 64, 1, 1e6),
         detectors=tuple(specs),
         linking=link,
         source=source,

@@ -303,13 +303,14 @@ def _scan(
                 f"member of campaign {c.campaign_id}: {len(c.account_ids)} accounts sharing "
                 f"{shared} (campaign score {c.score:.2f})",
             )
-            if score[row] >= cfg.lift_floor and c.score > final[row]:
-                final[row] = c.score
-                if not final_flag[row]:
-                    # Linking is not replayed per checkpoint: a lifted member counts as found
-                    # when its campaign was, or at the end of its own first day if later.
-                    final_flag[row] = True
-                    first_flagged.iloc[row] = max(detected, first_day.iloc[row] + timedelta(days=1))
+            if score[row] < cfg.lift_floor:
+                continue
+            final[row] = max(final[row], c.score)
+            alone = pd.Timestamp(first_flagged.iloc[row]) if final_flag[row] else None
+            first_flagged.iloc[row] = _member_found_at(
+                alone, detected, pd.Timestamp(first_day.iloc[row])
+            )
+            final_flag[row] = True
     table = pd.DataFrame(
         {
             "account_id": X.index.astype(str),
@@ -382,9 +383,10 @@ def _exchange_scores(
     the content sample are classified already; every other exchange of a flagged account
     is classified now (up to ``limit``, a hash sample beyond). A conversation counts as
     eliciting if any of its turns does (tool-result turns carry no text of their own);
-    unclassified exchanges take their account's mean. The other half of the evidence is
-    how long the answer is against the account's own exchanges (its mid-rank, at the
-    resolution of quarter-octave length bins). Rows come out in no particular order.
+    unclassified exchanges take their account's mean. The rest of the evidence is how long
+    the answer and the prompt are against the account's own (their mid-ranks, at the
+    resolution of quarter-octave length bins) and, inside flagged accounts, a repeated
+    wrapper. Rows come out in no particular order.
 
     Everything per account or conversation is aggregated first (on the classified rows, a
     histogram, the flagged accounts' repeated wrappers) and written to ``work``; the log
@@ -423,19 +425,20 @@ def _exchange_scores(
     accts = ec.group_by("account_id").aggregate(acct_mean=ec.elicitation.mean())
     # Harvested answers are the long ones, measured against the account's own traffic: the
     # mid-rank of the answer's length bin (a quarter octave) among the account's answers.
-    binned = t.select("account_id", bin=_length_bin(t.output_tokens))
-    hist = binned.group_by(["account_id", "bin"]).aggregate(n=binned.count())
-    write_parquet(con, hist, work / "length_bins.parquet")
-    hist = con.read_parquet(work / "length_bins.parquet")
-    below = hist.n.sum().over(
-        ibis.window(group_by=hist.account_id, order_by=hist.bin, preceding=None, following=0)
-    )
-    size = hist.n.sum().over(ibis.window(group_by=hist.account_id))
-    hist = hist.mutate(
-        longer=ibis.cases((size > 1, (below - hist.n + (hist.n - 1) / 2.0) / (size - 1)), else_=0.0)
-    ).select("account_id", "bin", "longer")
-    wrappers = _repeated_wrappers(con, t.semi_join(flagged, "account_id"), work)
+    # So are harvested prompts (a question wrapped in instructions against a person's own
+    # words): the same mid-rank among the account's prompts with text. A turn without text
+    # (a tool result) says nothing either way and counts 0.5. Both histograms come from one
+    # pass over the log.
     ends = _prompt_ends(t)
+    grid = ends.group_by(["account_id", "bin", "pbin"]).aggregate(n=ends.count())
+    write_parquet(con, grid, work / "length_bins.parquet")
+    grid = con.read_parquet(work / "length_bins.parquet")
+    answers = _mid_rank(grid.group_by(["account_id", "bin"]).aggregate(n=grid.n.sum()), "longer")
+    texts = grid.filter(grid.pbin.notnull())
+    prompts = _mid_rank(
+        texts.group_by(["account_id", texts.pbin.name("bin")]).aggregate(n=texts.n.sum()), "wordier"
+    ).rename(pbin="bin")
+    wrappers = _repeated_wrappers(con, t.semi_join(flagged, "account_id"), work)
     j = (
         ends.join(ibis.memtable(acc), "account_id")
         .left_join(ec.select("exchange_id", "elicitation"), "exchange_id")
@@ -444,7 +447,9 @@ def _exchange_scores(
         .select(~sel.endswith("_right"))
         .left_join(accts, "account_id")
         .select(~sel.endswith("_right"))
-        .join(hist, ["account_id", "bin"])
+        .join(answers, ["account_id", "bin"])
+        .select(~sel.endswith("_right"))
+        .left_join(prompts, ["account_id", "pbin"])
         .select(~sel.endswith("_right"))
     )
     opening = wrappers.filter(wrappers.side == "opening").select(
@@ -463,21 +468,28 @@ def _exchange_scores(
     # A conversation counts as eliciting if any of its turns does (tool-result turns carry
     # no text of their own); an exchange nobody classified takes its account's mean.
     e = ibis.greatest(j.elicitation, j.conv_max).fill_null(j.acct_mean).fill_null(1.0)
-    evidence = (e.cast("float64") + j.longer.cast("float64") + repeated) / 3.0
+    evidence = (
+        e.cast("float64")
+        + j.longer.cast("float64")
+        + j.wordier.cast("float64").fill_null(0.5)
+        + repeated
+    ) / 4.0
     return j.select("exchange_id", "account_id", score=j.account_score * (0.5 + 0.5 * evidence))
 
 
 def _prompt_ends(rows: Any) -> Any:
-    """The exchange columns scoring needs, with a long prompt's first and last 40
-    characters (``opening``, ``closing``; null for short prompts) and its answer's
-    length bin."""
-    long = prompt_edges.chars(rows) >= TEMPLATE_MIN_PROMPT
+    """The exchange columns scoring needs: the answer's length bin, the prompt's (null for a
+    turn without text), and a long prompt's first and last 40 characters (``opening``,
+    ``closing``; null for short prompts)."""
+    chars = prompt_edges.chars(rows).fill_null(0)
+    long = chars >= TEMPLATE_MIN_PROMPT
     null = ibis.null("string")
     return rows.select(
         "exchange_id",
         "account_id",
         "conversation_id",
         bin=_length_bin(rows.output_tokens),
+        pbin=ibis.cases((chars > 0, _length_bin(chars)), else_=ibis.null("int64")),
         opening=ibis.cases((long, prompt_edges.head(rows)), else_=null),
         closing=ibis.cases((long, prompt_edges.tail(rows)), else_=null),
     )
@@ -501,8 +513,29 @@ def _repeated_wrappers(con: Any, rows: Any, work: Path, times: int = 3) -> Any:
     return con.read_parquet(parquet_glob(folder))
 
 
+def _mid_rank(hist: Any, name: str) -> Any:
+    """Per (account, bin) of ``hist`` (columns ``account_id``, ``bin``, ``n``): ``name``,
+    the bin's mid-rank among the account's rows, in [0, 1] (0 where the account has one
+    row). Only the small per-account histogram is ordered, never the rows."""
+    below = hist.n.sum().over(
+        ibis.window(group_by=hist.account_id, order_by=hist.bin, preceding=None, following=0)
+    )
+    size = hist.n.sum().over(ibis.window(group_by=hist.account_id))
+    rank = ibis.cases((size > 1, (below - hist.n + (hist.n - 1) / 2.0) / (size - 1)), else_=0.0)
+    return hist.mutate(**{name: rank}).select("account_id", "bin", name)
+
+
 def _length_bin(tokens: Any) -> Any:
     return (tokens.cast("float64") + 1.0).log2().mul(4).floor().cast("int64")
+
+
+def _member_found_at(own: pd.Timestamp | None, campaign: Any, first_day: pd.Timestamp) -> Any:
+    """When a campaign member counts as found: when its own evidence flagged it (``own``,
+    None if it never did) or when its campaign was, whichever came first. Linking is not
+    replayed per checkpoint, so the campaign's time counts no earlier than the end of the
+    member's own first day."""
+    via_campaign = max(campaign, first_day + timedelta(days=1))
+    return via_campaign if own is None else min(own, via_campaign)
 
 
 def _consistent_members(

@@ -7,7 +7,8 @@ step"), but it still flags about 1% of honest prompts, and some honest users ask
 reasoning often. So the question per account is statistical: are more of its sampled
 prompts eliciting than its peers' would be? The peer rate is a high quantile of the peer
 group's shares (median + 2 robust deviations: honest accounts differ, and the
-harvesters among the peers must not set the bar), and the evidence is a one-sided
+harvesters among the peers must not set the bar; nor may a tier they have filled, so a
+group's bar is never above everyone's), and the evidence is a one-sided
 binomial z-score, so 3 eliciting prompts of 5 say little and 300 of 1,000 say a lot. That
 is also what makes a linked campaign's pooled traffic decisive where each member's is thin.
 """
@@ -81,6 +82,13 @@ class ContentDetector(Detector):
             else:
                 q = 0.0
             rates[group] = min(max(q, self.min_rate), 0.5)
+        # A peer group's bar may only be stricter than everyone's. Harvesters are a
+        # minority of all accounts, but they can fill one tier (the one whose credits they
+        # farm), and their shares then set that tier's bar; a tier whose honest customers
+        # really do elicit more cannot be told from it by the shares alone.
+        top = rates.get(ALL_PEERS)
+        if top is not None:
+            rates = {g: min(r, top) for g, r in rates.items()}
         self.rates_ = rates
         self.fitted_ = True
         return self
