@@ -35,7 +35,11 @@ else:
     from distillguard.progress import NullReporter
     class Printer(NullReporter):
         def stage(self, name, total=None):
-            print(f"  [{time.perf_counter() - t0:7.1f} s] {name}", file=sys.stderr, flush=True)
+            with open("/proc/self/status") as fh:
+                now = next(int(x.split()[1]) for x in fh if x.startswith("VmRSS")) // 1024
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+            print(f"  [{time.perf_counter() - t0:7.1f} s] {name} (RSS {now:,} MB, peak so far "
+                  f"{peak:,} MB)", file=sys.stderr, flush=True)
     scanned = run_scan([sim / "exchanges.parquet"], out, accounts=sim / "accounts.parquet",
                        reporter=Printer())
     result = scanned.summary

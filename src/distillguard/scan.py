@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
 import time
@@ -223,7 +225,10 @@ def _scan(
     rep.stage("account features", total=None)
     extra_columns = (*CONTENT_SUM_COLUMNS, *(SKETCH_SUM_COLUMNS if sketch else ()))
     cum = account_bucket_frame(t, bucket=unit, extra=content, extra_columns=extra_columns)
-    last = cum.sort_values("bucket").groupby("account_id", sort=False).tail(1)
+    # Each account's latest row, picked by position: sorting would copy the whole frame
+    # (accounts x days rows, gigabytes at full scale).
+    last = cum.loc[cum.groupby("account_id", sort=False)["bucket"].idxmax()]
+    _return_freed_memory()
     ids = pd.Index(last["account_id"].to_numpy())
     peers = _peer_groups(accounts_df, ids)
     X = _features(last, peers)
@@ -253,6 +258,7 @@ def _scan(
         missing = first_flagged.isna() & pd.Series(flagged, index=X.index)
         first_flagged[missing] = data_end
 
+    _return_freed_memory()
     rep.stage("linking", total=None)
     cfg = pol.linking
     own = pd.Series(score, index=X.index.astype(str))
@@ -341,6 +347,7 @@ def _scan(
         "sources": staged.sources,
         "stage_seconds": rep.timings,
     }
+    _return_freed_memory()
     rep.stage("score exchanges in flagged accounts", total=None)
     exchange_scores = _exchange_scores(
         con, t, table, classifier, work, pol.exchange_content_limit, pool
@@ -694,6 +701,13 @@ def _first_flagged(
         if not todo:
             break
     return result
+
+
+def _return_freed_memory() -> None:
+    # pandas and Arrow free their big intermediate frames into glibc's heap, which keeps the
+    # pages; handing them back keeps the resident size to what the scan still holds.
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to hand back
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _cleanup(work: Path) -> None:
