@@ -10,7 +10,10 @@ it), and values shared by more than ``max_key_accounts`` count nothing: a
 university NAT, a cloud region, the official SDK's user agent or a famous benchmark
 question are infrastructure, not evidence of common control. A pair whose evidence
 reaches ``edge_weight`` is an edge; Leiden (CPM) communities of at least
-``min_campaign_accounts`` are campaigns.
+``min_campaign_accounts`` are campaigns, and an account left in a smaller group joins the
+community it has the most edge weight to. Templates are public, shared by unrelated actors:
+a pair that is an edge only thanks to them is not one when the two accounts harvest
+different capability mixes (``mixes_differ``).
 
 Two further kinds of evidence are not shared identifiers. *Timing synchrony*
 (SynchroTrap-style): accounts driven by one orchestrator act in the same few minutes,
