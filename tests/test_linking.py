@@ -15,8 +15,10 @@ import pytest
 from distillguard.errors import ConfigError
 from distillguard.linking import (
     SYNC_KEY,
+    TEMPLATE_KEYS,
     LinkingConfig,
     link_accounts,
+    mixes_differ,
     pair_evidence,
     shared_values,
     synchrony_candidates,
@@ -119,6 +121,55 @@ def test_campaign_score_grows_with_members() -> None:
         for c in link_accounts(sv(ring(small) + other), scores(small + big, 0.3), CFG)
     }
     assert camps[10].score > camps[3].score > 0.3
+
+
+def templates(members: list[str], n: int = 12) -> list[tuple[str, str, str]]:
+    """Members wrapping their prompts in the same public templates, nothing else shared."""
+    return [(m, k, f"{k} template {i}") for m in members for k in TEMPLATE_KEYS for i in range(n)]
+
+
+def mix_of(groups: dict[tuple[int, ...], list[str]]) -> pd.DataFrame:
+    """Sampled prompts per capability (columns) for each account (rows)."""
+    rows = {a: counts for counts, ids in groups.items() for a in ids}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["coding", "math", "other"])
+
+
+def test_shared_templates_do_not_merge_accounts_harvesting_different_things() -> None:
+    coders, maths = [f"c{i}" for i in range(6)], [f"m{i}" for i in range(6)]
+    ids = coders + maths
+    data = sv(templates(ids))
+    one = link_accounts(data, scores(ids, 0.9), CFG, flagged=set(ids))
+    assert [c.account_ids for c in one] == [sorted(ids)]
+    same = mix_of({(300, 300, 100): ids})
+    alike = link_accounts(data, scores(ids, 0.9), CFG, flagged=set(ids), mix=same)
+    assert [c.account_ids for c in alike] == [sorted(ids)]
+    apart = mix_of({(500, 100, 100): coders, (100, 500, 100): maths})
+    split = link_accounts(data, scores(ids, 0.9), CFG, flagged=set(ids), mix=apart)
+    assert sorted(c.account_ids for c in split) == [coders, maths]
+    # a shared card is infrastructure: templates are not needed for that edge, so it stands
+    card = sv(templates(ids) + [(a, "payment_fingerprint", "card-9") for a in ids])
+    paid = link_accounts(card, scores(ids, 0.9), CFG, flagged=set(ids), mix=apart)
+    assert [c.account_ids for c in paid] == [sorted(ids)]
+
+
+def test_capability_mixes_differ_only_when_significant_and_large() -> None:
+    cfg = LinkingConfig(keys={}, mix_max_p=1e-4, mix_min_distance=0.05)
+    a = np.array([[8, 2, 0], [400, 100, 0], [40000, 10000, 0], [0, 0, 0]])
+    b = np.array([[2, 8, 0], [100, 400, 0], [41000, 9000, 0], [100, 400, 0]])
+    # 10 prompts prove nothing; 500 do; 50,000 make a 2-point drift significant but small;
+    # an account without sampled prompts is not evidence either way
+    assert mixes_differ(a, b, cfg).tolist() == [False, True, False, False]
+
+
+def test_an_account_with_few_edges_into_a_big_campaign_joins_it() -> None:
+    members = [f"h{i:02d}" for i in range(40)]
+    rows = [(m, "payment_fingerprint", "card-1") for m in members]
+    # s shares three addresses with each of two members: two edges, both at the weak bar
+    rows += [(a, "ip", f"192.0.2.{i}") for a in ("s", "h00") for i in range(3)]
+    rows += [(a, "ip", f"198.51.100.{i}") for a in ("s", "h01") for i in range(3)]
+    ids = [*members, "s"]
+    camps = link_accounts(sv(rows), scores(ids, 0.9), CFG, flagged=set(ids))
+    assert [c.account_ids for c in camps] == [sorted(ids)]
 
 
 # -- timing synchrony and release reactions ---------------------------------------------

@@ -10,7 +10,10 @@ it), and values shared by more than ``max_key_accounts`` count nothing: a
 university NAT, a cloud region, the official SDK's user agent or a famous benchmark
 question are infrastructure, not evidence of common control. A pair whose evidence
 reaches ``edge_weight`` is an edge; Leiden (CPM) communities of at least
-``min_campaign_accounts`` are campaigns.
+``min_campaign_accounts`` are campaigns, and an account left in a smaller group joins the
+community it has the most edge weight to. Templates are public, shared by unrelated actors:
+a pair that is an edge only thanks to them is not one when the two accounts harvest
+different capability mixes (``mixes_differ``).
 
 Two further kinds of evidence are not shared identifiers. *Timing synchrony*
 (SynchroTrap-style): accounts driven by one orchestrator act in the same few minutes,
@@ -26,6 +29,7 @@ over its members, which lifts the low-volume members that a per-account view mis
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +80,8 @@ class LinkingConfig:
     release_min_delay_hours: float = 24.0
     release_window_hours: int = 6
     release_horizon_hours: float = 72.0
+    mix_max_p: float = 1e-4
+    mix_min_distance: float = 0.05
 
 
 @dataclass
@@ -469,9 +475,61 @@ def pair_evidence(sv: pd.DataFrame, cfg: LinkingConfig) -> pd.DataFrame:
 
 def edge_weights(pairs: pd.DataFrame, cfg: LinkingConfig) -> pd.DataFrame:
     """(a, b, w): each pair's evidence, each key capped at ``key_cap`` x its weight."""
+    return _edge_parts(pairs, cfg)[["a", "b", "w"]]
+
+
+def _edge_parts(pairs: pd.DataFrame, cfg: LinkingConfig) -> pd.DataFrame:
+    """(a, b, w, template): each pair's capped evidence, and how much of it is templates."""
     per_key = pairs.groupby(["a", "b", "key"], sort=False)["w"].sum().reset_index()
     per_key["w"] = np.minimum(per_key["w"], per_key["key"].map(cfg.keys) * cfg.key_cap)
-    return per_key.groupby(["a", "b"], sort=False)["w"].sum().reset_index()
+    per_key["template"] = per_key["w"].where(per_key["key"].isin(TEMPLATE_KEYS), 0.0)
+    out: pd.DataFrame = per_key.groupby(["a", "b"], sort=False)[["w", "template"]].sum()
+    return out.reset_index()
+
+
+def _chi2_critical(df: int, p: float) -> float:
+    """The chi-square statistic with ``df`` degrees of freedom whose upper tail is ``p``."""
+
+    def tail(x: float) -> float:
+        # Regularised upper incomplete gamma Q(df / 2, x / 2), closed form for whole df.
+        h = x / 2.0
+        if df % 2 == 0:
+            return math.exp(-h) * sum(h**k / math.factorial(k) for k in range(df // 2))
+        term, total = math.sqrt(h / math.pi) * 2.0, 0.0
+        for k in range(1, (df + 1) // 2):
+            total += term
+            term *= h / (k + 0.5)
+        return math.erfc(math.sqrt(h)) + math.exp(-h) * total
+
+    lo, hi = 0.0, 1.0
+    while tail(hi) > p:
+        hi *= 2.0
+    for _ in range(60):
+        mid = (lo + hi) / 2.0
+        lo, hi = (mid, hi) if tail(mid) > p else (lo, mid)
+    return hi
+
+
+def mixes_differ(a: np.ndarray, b: np.ndarray, cfg: LinkingConfig) -> np.ndarray:
+    """Whether two accounts' counts per category (rows of ``a`` and ``b``) differ.
+
+    Both a chi-square test of homogeneity (``p < mix_max_p``: few prompts prove nothing) and
+    a total-variation distance of at least ``mix_min_distance`` (on a big log any small
+    drift is significant) are required.
+    """
+    a, b = a.astype(float), b.astype(float)
+    na, nb = a.sum(axis=1, keepdims=True), b.sum(axis=1, keepdims=True)
+    total = a + b
+    ea = total * na / np.maximum(na + nb, 1.0)
+    eb = total * nb / np.maximum(na + nb, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x2 = np.where(ea > 0, (a - ea) ** 2 / ea, 0.0) + np.where(eb > 0, (b - eb) ** 2 / eb, 0.0)
+        dist = 0.5 * np.abs(a / na - b / nb).sum(axis=1)
+    # Categories neither account used carry no degree of freedom.
+    df = (total > 0).sum(axis=1) - 1
+    crit = np.array([np.inf] + [_chi2_critical(d, cfg.mix_max_p) for d in range(1, a.shape[1])])
+    differ = (x2.sum(axis=1) >= crit[np.maximum(df, 0)]) & (dist >= cfg.mix_min_distance)
+    return np.asarray(differ & (na[:, 0] > 0) & (nb[:, 0] > 0))
 
 
 def synchrony_candidates(
@@ -499,6 +557,37 @@ def synchrony_candidates(
     return edges[["a", "b"]].reset_index(drop=True)
 
 
+def _with_stragglers(
+    ends: tuple[np.ndarray, np.ndarray], weight: np.ndarray, membership: np.ndarray, min_size: int
+) -> list[list[int]]:
+    """Communities of at least ``min_size``; an account left in a smaller one joins the
+    community it has the most edge weight to.
+
+    CPM asks a newcomer for more evidence the bigger the community (``resolution`` per
+    member): an account with two full edges into a 50-account campaign stays out, though
+    its edges passed the same thresholds as the members'.
+    """
+    size = np.bincount(membership)
+    final = membership.copy()
+    a, b = ends
+    both = pd.DataFrame(
+        {
+            "v": np.concatenate([a, b]),
+            "c": np.concatenate([membership[b], membership[a]]),
+            "w": np.concatenate([weight, weight]),
+        }
+    )
+    both = both[(size[membership[both["v"]]] < min_size) & (size[both["c"]] >= min_size)]
+    if len(both):
+        towards = both.groupby(["v", "c"], as_index=False)["w"].sum()
+        best = towards.sort_values(["v", "w", "c"], ascending=[True, False, True])
+        best = best.drop_duplicates("v")
+        final[best["v"].to_numpy()] = best["c"].to_numpy()
+    order = np.argsort(final, kind="stable")
+    groups = np.split(order, np.flatnonzero(np.diff(final[order])) + 1)
+    return [[int(v) for v in g] for g in groups if len(g) >= min_size]
+
+
 def link_accounts(
     sv: pd.DataFrame,
     scores: pd.Series,
@@ -506,6 +595,7 @@ def link_accounts(
     flagged: set[str] | frozenset[str] = frozenset(),
     *,
     pairs: pd.DataFrame | None = None,
+    mix: pd.DataFrame | None = None,
 ) -> list[Campaign]:
     """Campaigns among the candidates in ``sv``, scored from their members' ``scores``.
 
@@ -515,6 +605,11 @@ def link_accounts(
 
     ``pairs`` is the pair evidence when already computed (``pair_evidence`` plus, say,
     ``timing_synchrony`` rows); by default it is ``pair_evidence(sv, cfg)``.
+
+    ``mix`` (one row per account: sampled prompts per capability) is what each account
+    harvests. Prompt templates are public, shared by unrelated actors: a pair that is an
+    edge only thanks to shared templates is not one when the two accounts' mixes differ
+    (``mixes_differ``); infrastructure is not overruled.
     """
     if sv.empty:
         return []
@@ -522,11 +617,19 @@ def link_accounts(
         pairs = pair_evidence(sv, cfg)
     if pairs.empty:
         return []
-    edges = edge_weights(pairs, cfg)
+    edges = _edge_parts(pairs, cfg)
     both_flagged = edges["a"].isin(flagged) & edges["b"].isin(flagged)
-    edges = edges[
-        (edges["w"] >= cfg.edge_weight) | (both_flagged & (edges["w"] >= cfg.weak_edge_weight))
-    ]
+    need = np.where(both_flagged, cfg.weak_edge_weight, cfg.edge_weight)
+    w = edges["w"].to_numpy()
+    keep = w >= need
+    check = keep & (w - edges["template"].to_numpy() < need)
+    if mix is not None and check.any():
+        sub = edges[check]
+        counts = mix.reindex(pd.unique(sub[["a", "b"]].to_numpy().ravel())).fillna(0.0)
+        keep[check] = ~mixes_differ(
+            counts.loc[sub["a"]].to_numpy(), counts.loc[sub["b"]].to_numpy(), cfg
+        )
+    edges = edges[keep]
     if edges.empty:
         return []
     names = sorted(set(edges["a"]) | set(edges["b"]))
@@ -543,9 +646,14 @@ def link_accounts(
         objective_function="CPM", weights="weight", resolution=cfg.resolution, n_iterations=-1
     )
     campaigns = []
-    for members_idx in parts:
-        if len(members_idx) < cfg.min_campaign_accounts:
-            continue
+    ends = (edges["a"].map(index).to_numpy(), edges["b"].map(index).to_numpy())
+    communities = _with_stragglers(
+        ends,
+        edges["w"].to_numpy(),
+        np.asarray(parts.membership, dtype=np.int64),
+        cfg.min_campaign_accounts,
+    )
+    for members_idx in communities:
         member_set = set(members_idx)
         degree = {
             names[i]: sum(1 for nb in graph.neighbors(i) if nb in member_set) for i in members_idx

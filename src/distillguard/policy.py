@@ -169,6 +169,8 @@ def _parse_linking(table: dict[str, Any], source: str) -> LinkingConfig:
         "release_min_delay_hours": (0.0, 1e6),
         "release_window_hours": (1, 1e6),
         "release_horizon_hours": (0.0, 1e6),
+        "mix_max_p": (0.0, 1.0),
+        "mix_min_distance": (0.0, 1.0),
     }
     _expect(table, {"keys", *numbers}, "linking", source)
     keys = table.get("keys", DEFAULT_LINK_KEYS)

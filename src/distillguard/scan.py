@@ -272,8 +272,11 @@ def _scan(
         if len(sync):
             pairs = pd.concat([pairs, sync[["a", "b", "key", "w"]]], ignore_index=True)
         rep.log(f"{len(pairs):,} pair-evidence rows, {len(sync):,} synchronised pairs")
+        caps = [f"c_cap_{c}" for c in TRACKED_CAPABILITIES] + ["c_cap_other"]
+        mix = last.set_index("account_id")[caps]
+        mix.index = mix.index.astype(str)
         linked = _consistent_members(
-            link_accounts(sv, own, cfg, self_flagged, pairs=pairs),
+            link_accounts(sv, own, cfg, self_flagged, pairs=pairs, mix=mix),
             last,
             cfg.min_campaign_accounts,
         )
