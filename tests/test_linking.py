@@ -438,3 +438,30 @@ def test_staged_prompt_edges_match_the_engine_and_give_the_same_templates(tmp_pa
     assert set(a["key"]) == {"prompt_prefix"}  # the wrapper; endings are all different
     assert set(a["account_id"]) == set("abc")
     pd.testing.assert_frame_equal(a[cols], b[cols])
+
+
+def test_templates_everyone_uses_are_left_out_before_counting() -> None:
+    """A prefix the sample already sees in more than ``max_key_accounts`` accounts would
+    count nothing; it must not become a row per account that uses it."""
+    from distillguard.linking import _template_uses
+
+    common = "Could you please help me with the following question about this: "
+    rare = "SYSTEM-7 HARVEST WRAPPER. Answer with full derivation, then list: "
+    rows = [(f"u{i}", f"{common}topic {i} and more {j}") for i in range(6) for j in range(3)]
+    rows += [(a, f"{rare}item {a}{j} with details") for a in "ab" for j in range(4)]
+    t = ibis.memtable(
+        pd.DataFrame(
+            {
+                "exchange_id": [f"e{i}" for i in range(len(rows))],
+                "account_id": [a for a, _ in rows],
+                "prompt": [p for _, p in rows],
+            }
+        )
+    )
+    cfg = replace(CFG, max_key_accounts=4, template_min_prompts=5)
+    (part,) = _template_uses(t, ["prompt_prefix"], cfg)
+    got = part.to_pandas()
+    assert set(got["account_id"]) == {"a", "b"}
+    assert got["value"].str.startswith("system-0 harvest").all()
+    wide = _template_uses(t, ["prompt_prefix"], replace(cfg, max_key_accounts=10))[0].to_pandas()
+    assert set(wide["account_id"]) == {*(f"u{i}" for i in range(6)), "a", "b"}

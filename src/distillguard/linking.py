@@ -169,12 +169,7 @@ def shared_values(
             parts.append(
                 part.group_by(["account_id", "key", "value"]).aggregate(uses=part.uses.sum())
             )
-    parts += _template_uses(
-        t,
-        [k for k in TEMPLATE_KEYS if k in cfg.keys],
-        cfg.template_min_prompts,
-        cfg.template_sample_rows,
-    )
+    parts += _template_uses(t, [k for k in TEMPLATE_KEYS if k in cfg.keys], cfg)
     if accounts_table is not None and "payment_fingerprint" in cfg.keys:
         a = accounts_table
         parts.append(
@@ -241,15 +236,17 @@ def _template(t: Any, key: str) -> Any:
     return _normalised(edge)
 
 
-def _template_uses(t: Any, keys: list[str], min_prompts: int, sample_rows: int) -> list[Any]:
+def _template_uses(t: Any, keys: list[str], cfg: LinkingConfig) -> list[Any]:
     """(account_id, key, value, uses) for each prompt template key in ``keys``.
 
     A template is a prefix (or suffix) around many *different* prompts: the first words of
     one popular question, asked by several people, are not a template. Which values are
-    templates is decided on a hash sample of about ``sample_rows`` exchanges (a wrapper
-    that matters is used thousands of times, so the sample sees it; counting distinct
-    prompts over a whole big log is what does not fit in memory); every row carrying one
-    of them then counts, over the whole log.
+    templates is decided on a hash sample of about ``template_sample_rows`` exchanges (a
+    wrapper that matters is used thousands of times, so the sample sees it; counting
+    distinct prompts over a whole big log is what does not fit in memory); every row
+    carrying one of them then counts, over the whole log. A value the sample already sees
+    used by more than ``max_key_accounts`` accounts is everyone's phrasing and would count
+    nothing: it is left out here, before it multiplies into a row per account that uses it.
     """
     if not keys:
         return []
@@ -257,12 +254,13 @@ def _template_uses(t: Any, keys: list[str], min_prompts: int, sample_rows: int) 
     # The row count, not the long prompts' count: it comes from the files' metadata, while
     # counting long prompts would read every prompt's length once more.
     total = int(t.count().execute())
-    sample = t.filter(hash_sample(t.exchange_id, sample_rows, total))
+    sample = t.filter(hash_sample(t.exchange_id, cfg.template_sample_rows, total))
     sample = sample.filter(prompt_edges.chars(sample) >= TEMPLATE_MIN_PROMPT)
     # One pass over the log for every key's sample (the hash is most of its cost); the
     # sample is small and comes back to Python.
     seen = (
         sample.select(
+            "account_id",
             n=prompt_edges.chars(sample),
             head=prompt_edges.head(sample),
             tail=prompt_edges.tail(sample),
@@ -277,7 +275,11 @@ def _template_uses(t: Any, keys: list[str], min_prompts: int, sample_rows: int) 
         # same question asked again does not.
         other = "tail" if key == "prompt_prefix" else "head"
         variety = seen.drop_duplicates([key, other, "n"]).groupby(key).size()
-        found = pd.DataFrame({"value": variety.index[variety >= min_prompts].astype(str)})
+        crowd = seen.drop_duplicates([key, "account_id"]).groupby(key).size()
+        ok = (variety >= cfg.template_min_prompts) & (
+            crowd.reindex(variety.index) <= cfg.max_key_accounts
+        )
+        found = pd.DataFrame({"value": variety.index[ok].astype(str)})
         # The few templates are a table of their own: joined as a subquery of the same log,
         # the engine would materialise every long prompt's edge first to serve both sides.
         templates = ibis.memtable(found, schema={"value": "string"})
