@@ -144,12 +144,16 @@ def shared_values(
     the usable values come back to Python, so this stays small on big logs. With a
     ``work`` folder the per-account values are materialised there once.
     """
-    parts = []
+    # Each expression is one key's (account_id, key, value, uses), already one row per value.
+    parts: list[Any] = []
     if RELEASE_KEY in cfg.keys:
         parts.append(release_reactions(t, cfg))
     plain = [k for k in cfg.keys if k not in TEMPLATE_KEYS and k not in DERIVED_KEYS]
     network = [k for k in plain if k in _NETWORK_KEYS]
     passes = ([network] if network else []) + [[k] for k in plain if k not in _NETWORK_KEYS]
+    con = ibis.get_backend(t)
+    if work is not None:
+        work.mkdir(parents=True, exist_ok=True)
     for i, keys in enumerate(passes):
         # The log is grouped once per pass, on the raw columns; each key's values are then
         # cut from that much smaller table (an IP's /24 from the account's IPs, a system
@@ -157,8 +161,6 @@ def shared_values(
         columns = sorted({_RAW_COLUMN.get(k, k) for k in keys})
         base = t.group_by(["account_id", *columns]).aggregate(uses=t.count())
         if work is not None:
-            work.mkdir(parents=True, exist_ok=True)
-            con = ibis.get_backend(t)
             write_parquet(con, base, work / f"link_source_{i}.parquet")
             base = con.read_parquet(work / f"link_source_{i}.parquet")
         for key, expr in key_columns(base, tuple(keys)).items():
@@ -166,41 +168,27 @@ def shared_values(
                 account_id=base.account_id, key=ibis.literal(key), value=expr, uses=base.uses
             )
             part = part.filter(part.value.notnull() & (part.value != ""))
+            if key == "payment_fingerprint" and accounts_table is not None:
+                # A payment instrument can come from the log and from the accounts table.
+                part = part.union(_account_payments(accounts_table))
             parts.append(
                 part.group_by(["account_id", "key", "value"]).aggregate(uses=part.uses.sum())
             )
     parts += _template_uses(t, [k for k in TEMPLATE_KEYS if k in cfg.keys], cfg)
-    if accounts_table is not None and "payment_fingerprint" in cfg.keys:
-        a = accounts_table
-        parts.append(
-            a.select(
-                account_id=a.account_id,
-                key=ibis.literal("payment_fingerprint"),
-                value=a.payment_fingerprint.cast("string"),
-                uses=ibis.literal(1, "int64"),
-            ).filter(a.payment_fingerprint.notnull())
-        )
     if not parts or not candidates:
         return pd.DataFrame(columns=["account_id", "key", "value", "accounts", "held"])
+    parts = [p.select("account_id", "key", "value", "uses") for p in parts]
     if work is not None:
         # Each key's values written on their own: one aggregation at a time stays within the
         # engine's memory limit on a big log (all at once did not), and the steps below
-        # read these small files instead of each rescanning the log.
+        # read these files (three times: a shared subquery the engine would hold in memory).
         folder = work / "link_values"
         folder.mkdir(parents=True, exist_ok=True)
-        con = ibis.get_backend(t)
         for i, part in enumerate(parts):
-            write_parquet(
-                con, part.select("account_id", "key", "value", "uses"), folder / f"{i:02d}.parquet"
-            )
-        both = con.read_parquet(parquet_glob(folder))
-        kv = _merged(both)
-        # Read three times below: from a file, once computed (as a shared subquery the
-        # engine would hold it in memory).
-        write_parquet(con, kv, work / "link_kv.parquet")
-        kv = con.read_parquet(work / "link_kv.parquet")
+            write_parquet(con, part, folder / f"{i:02d}.parquet")
+        kv = con.read_parquet(parquet_glob(folder))
     else:
-        kv = _merged(ibis.union(*parts, distinct=False))
+        kv = ibis.union(*parts, distinct=False)
     # kv holds each (account, key, value) once, so counting rows counts distinct accounts
     # (or values) without a distinct aggregate, which the engine cannot spill.
     pop = kv.group_by(["key", "value"]).aggregate(accounts=kv.count())
@@ -209,6 +197,9 @@ def shared_values(
     cand = ibis.memtable(pd.DataFrame({"account_id": candidates}))
     rows = kv.join(usable, ["key", "value"]).join(cand, "account_id")
     rows = rows.join(spread, ["account_id", "key"])
+    if work is not None:  # read twice below
+        write_parquet(con, rows, work / "link_rows.parquet")
+        rows = con.read_parquet(work / "link_rows.parquet")
     # An account's identity on a key is the values it uses most: keeping its top few bounds
     # the graph by accounts, not by log size (a proxy account's 10,000th IP adds nothing).
     # Only accounts holding more values than that need ranking (the window is the one step
@@ -225,9 +216,13 @@ def shared_values(
     return df
 
 
-def _merged(both: Any) -> Any:
-    # (a payment instrument can come from the log and from the accounts table)
-    return both.group_by(["account_id", "key", "value"]).aggregate(uses=both.uses.sum())
+def _account_payments(a: Any) -> Any:
+    return a.select(
+        account_id=a.account_id,
+        key=ibis.literal("payment_fingerprint"),
+        value=a.payment_fingerprint.cast("string"),
+        uses=ibis.literal(1, "int64"),
+    ).filter(a.payment_fingerprint.notnull())
 
 
 def _template(t: Any, key: str) -> Any:
