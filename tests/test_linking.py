@@ -465,3 +465,29 @@ def test_templates_everyone_uses_are_left_out_before_counting() -> None:
     assert got["value"].str.startswith("system-0 harvest").all()
     wide = _template_uses(t, ["prompt_prefix"], replace(cfg, max_key_accounts=10))[0].to_pandas()
     assert set(wide["account_id"]) == {*(f"u{i}" for i in range(6)), "a", "b"}
+
+
+def test_on_a_sample_everyday_phrasing_is_told_from_a_wrapper_by_how_often_each_uses_it() -> None:
+    """A third of the log is sampled: the everyday opening (400 accounts, once each) is
+    seen once in each of ~130 accounts, under a 200-account bar as counted, but estimated
+    near its 400; the wrapper is seen dozens of times in each of its 3 accounts."""
+    from distillguard.linking import _template_uses
+
+    common = "Could you please help me with the following question about this: "
+    rare = "SYSTEM-7 HARVEST WRAPPER. Answer with full derivation, then list: "
+    rows = [(f"u{i}", f"{common}topic {i} and more") for i in range(400)]
+    rows += [(a, f"{rare}item {j} with details") for a in "abc" for j in range(150)]
+    t = ibis.memtable(
+        pd.DataFrame(
+            {
+                "exchange_id": [f"e{i}" for i in range(len(rows))],
+                "account_id": [a for a, _ in rows],
+                "prompt": [p for _, p in rows],
+            }
+        )
+    )
+    cfg = replace(CFG, max_key_accounts=200, template_min_prompts=5, template_sample_rows=280)
+    got = _template_uses(t, ["prompt_prefix"], cfg)[0].to_pandas()
+    assert set(got["account_id"]) == set("abc")
+    roomy = _template_uses(t, ["prompt_prefix"], replace(cfg, max_key_accounts=500))
+    assert len(set(roomy[0].to_pandas()["account_id"])) == 403
