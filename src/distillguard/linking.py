@@ -196,6 +196,12 @@ def shared_values(
     spread = kv.group_by(["account_id", "key"]).aggregate(held=kv.count())
     cand = ibis.memtable(pd.DataFrame({"account_id": candidates}))
     rows = kv.join(usable, ["key", "value"]).join(cand, "account_id")
+    if work is not None:
+        # Written before joining ``spread``: in one query the engine's join order joins
+        # ``usable`` to ``spread`` on the key alone (key = key on both sides), billions of
+        # rows on a big log.
+        write_parquet(con, rows, work / "link_hits.parquet")
+        rows = con.read_parquet(work / "link_hits.parquet")
     rows = rows.join(spread, ["account_id", "key"])
     if work is not None:  # read twice below
         write_parquet(con, rows, work / "link_rows.parquet")
