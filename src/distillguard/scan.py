@@ -437,17 +437,15 @@ def _exchange_scores(
     # mid-rank of the answer's length bin (a quarter octave) among the account's answers.
     # So are harvested prompts (a question wrapped in instructions against a person's own
     # words): the same mid-rank among the account's prompts with text. A turn without text
-    # (a tool result) says nothing either way and counts 0.5. Both histograms come from one
-    # pass over the log.
+    # (a tool result) says nothing either way and counts 0.5.
     ends = _prompt_ends(t)
-    grid = ends.group_by(["account_id", "bin", "pbin"]).aggregate(n=ends.count())
-    write_parquet(con, grid, work / "length_bins.parquet")
-    grid = con.read_parquet(work / "length_bins.parquet")
-    answers = _mid_rank(grid.group_by(["account_id", "bin"]).aggregate(n=grid.n.sum()), "longer")
-    texts = grid.filter(grid.pbin.notnull())
-    prompts = _mid_rank(
-        texts.group_by(["account_id", texts.pbin.name("bin")]).aggregate(n=texts.n.sum()), "wordier"
-    ).rename(pbin="bin")
+    hists = {}
+    for name, column in (("longer", "bin"), ("wordier", "pbin")):
+        rows = ends.filter(ends[column].notnull())
+        hist = rows.group_by(["account_id", rows[column].name("bin")]).aggregate(n=rows.count())
+        write_parquet(con, hist, work / f"length_bins_{name}.parquet")
+        hists[name] = _mid_rank(con.read_parquet(work / f"length_bins_{name}.parquet"), name)
+    answers, prompts = hists["longer"], hists["wordier"].rename(pbin="bin")
     wrappers = _repeated_wrappers(con, t.semi_join(flagged, "account_id"), work)
     j = (
         ends.join(ibis.memtable(acc), "account_id")
