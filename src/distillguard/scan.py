@@ -447,31 +447,28 @@ def _exchange_scores(
         hists[name] = _mid_rank(con.read_parquet(work / f"length_bins_{name}.parquet"), name)
     answers, prompts = hists["longer"], hists["wordier"].rename(pbin="bin")
     wrappers = _repeated_wrappers(con, t.semi_join(flagged, "account_id"), work)
-    j = (
-        ends.join(ibis.memtable(acc), "account_id")
-        .left_join(ec.select("exchange_id", "elicitation"), "exchange_id")
-        .select(~sel.endswith("_right"))
-        .left_join(convs, ["account_id", "conversation_id"])
-        .select(~sel.endswith("_right"))
-        .left_join(accts, "account_id")
-        .select(~sel.endswith("_right"))
-        .join(answers, ["account_id", "bin"])
-        .select(~sel.endswith("_right"))
-        .left_join(prompts, ["account_id", "pbin"])
-        .select(~sel.endswith("_right"))
-    )
     opening = wrappers.filter(wrappers.side == "opening").select(
         "account_id", opening="edge", open_hit=ibis.literal(1.0)
     )
     closing = wrappers.filter(wrappers.side == "closing").select(
         "account_id", closing="edge", close_hit=ibis.literal(1.0)
     )
-    j = (
-        j.left_join(opening, ["account_id", "opening"])
-        .select(~sel.endswith("_right"))
-        .left_join(closing, ["account_id", "closing"])
-        .select(~sel.endswith("_right"))
-    )
+    per_account = ibis.memtable(acc).left_join(accts, "account_id").select(~sel.endswith("_right"))
+    # Left joins only, each probed by the log's rows in this order: with inner joins on the
+    # account the engine may reorder them and join two per-account tables to each other on
+    # the account alone (bins x bins per account, tens of gigabytes of spill at full scale).
+    # Every row has its account and its answer's bin, so nothing is lost.
+    j = ends
+    for right, on in (
+        (per_account, ["account_id"]),
+        (ec.select("exchange_id", "elicitation"), ["exchange_id"]),
+        (convs, ["account_id", "conversation_id"]),
+        (answers, ["account_id", "bin"]),
+        (prompts, ["account_id", "pbin"]),
+        (opening, ["account_id", "opening"]),
+        (closing, ["account_id", "closing"]),
+    ):
+        j = j.left_join(right, on).select(~sel.endswith("_right"))
     repeated = ibis.greatest(j.open_hit.fill_null(0.0), j.close_hit.fill_null(0.0))
     # A conversation counts as eliciting if any of its turns does (tool-result turns carry
     # no text of their own); an exchange nobody classified takes its account's mean.
