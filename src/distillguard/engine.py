@@ -134,7 +134,13 @@ def iter_batches(con: Any, expr: Any, *, rows: int = 65536) -> Iterator[pa.Recor
     if not is_spark(con):
         con._run_pre_execute_hooks(expr)  # registers the expression's memtables, as Ibis would
         sql = str(ibis.to_sql(expr, dialect="duckdb"))
-        yield from con.con.sql(sql).to_arrow_reader(rows)
+        reader = con.con.sql(sql).to_arrow_reader(rows)
+        try:
+            yield from reader
+        finally:
+            # Closed at once, not when collected: an open result keeps its query's state
+            # (a join's hash table) in the engine's memory, which the next query then lacks.
+            reader.close()
         return
     table = _spark_frame(con, expr).toArrow()
     # Spark hands back time stamps with a zone Ibis's schema may not have (and the other

@@ -53,7 +53,7 @@ class DetectorSpec:
 class Policy:
     threshold: float = 0.5
     checkpoint: str = "1d"
-    memory_limit: str = "1GB"
+    memory_limit: str = "2GB"
     content_per_bucket: int = 64
     content_max_prompts: int = 300_000
     exchange_content_limit: int = 1_000_000
@@ -134,7 +134,7 @@ def parse_policy(data: dict[str, Any], source: str = "<policy>") -> Policy:
     return Policy(
         threshold=threshold,
         checkpoint=checkpoint,
-        memory_limit=str(scan.get("memory_limit", "1GB")),
+        memory_limit=str(scan.get("memory_limit", "2GB")),
         exchange_content_limit=count("exchange_content_limit", 1_000_000, 0, 1e12),
         content_max_prompts=count("content_max_prompts", 300_000, 1, 1e12),
         content_per_bucket=count("content_per_bucket", 64, 1, 1e6),
