@@ -242,3 +242,27 @@ def test_a_member_counts_as_found_when_its_campaign_or_itself_first_was() -> Non
     assert _member_found_at(None, camp, day1) == camp
     # ... but not before the end of its own first day (linking is not replayed per day)
     assert _member_found_at(None, camp, ts("2026-03-06", tz="UTC")) == ts("2026-03-07", tz="UTC")
+
+
+def test_scoring_exchanges_in_shares_of_accounts_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A big log's exchanges are scored one share of the accounts at a time, so the joined
+    tables fit in memory; every exchange must come out once, with the same score."""
+    from distillguard import scan
+
+    log = write_jsonl(tmp_path / "t.jsonl", traffic(seed=5))
+    scan.run_scan([log], tmp_path / "one", workers=1)
+    monkeypatch.setattr(scan, "_JOIN_ROWS_PER_SHARE", 50)
+    scan.run_scan([log], tmp_path / "many", workers=1)
+    one, many = (
+        pq.read_table(tmp_path / d / "exchanges_scored.parquet")
+        .to_pandas()
+        .set_index("exchange_id")
+        for d in ("one", "many")
+    )
+    assert len(many) == len(one) and many.index.is_unique
+    many = many.loc[one.index]
+    assert (many["account_id"] == one["account_id"]).all()
+    assert np.allclose(many["score"], one["score"], rtol=0, atol=1e-12)
+    assert one["score"].nunique() > 10

@@ -149,6 +149,23 @@ def iter_batches(con: Any, expr: Any, *, rows: int = 65536) -> Iterator[pa.Recor
     yield from table.to_batches(max_chunksize=rows)
 
 
+def write_parquet_parts(con: Any, exprs: list[Any], path: Path) -> None:
+    """Write the rows of every expression in ``exprs`` (one schema) into the one Parquet file
+    ``path``: each is written on its own, then their row groups are copied into ``path``."""
+    if len(exprs) == 1:
+        write_parquet(con, exprs[0], path)
+        return
+    parts = [path.with_name(f"{path.name}.{i}") for i in range(len(exprs))]
+    for expr, part in zip(exprs, parts, strict=True):
+        write_parquet(con, expr, part)
+    schema = pq.read_schema(parts[0])
+    with pq.ParquetWriter(path, schema) as writer:
+        for part in parts:
+            for batch in pq.ParquetFile(part).iter_batches():
+                writer.write_table(pa.Table.from_batches([batch]).cast(schema))
+            part.unlink()
+
+
 def write_parquet(con: Any, expr: Any, path: Path) -> None:
     """Write ``expr`` into the single Parquet file ``path``, in the expression's order.
 

@@ -385,7 +385,7 @@ def _exchange_scores(
     work: Path,
     limit: int,
     pool: Executor | None = None,
-) -> Any:
+) -> list[Any]:
     """Which exchanges inside an account look like harvesting (CONTRACT §2).
 
     A proxy or reseller account relays real users' requests beside harvested ones, so the
@@ -400,9 +400,9 @@ def _exchange_scores(
 
     Everything per account or conversation is aggregated first (on the classified rows, a
     histogram, the flagged accounts' repeated wrappers) and written to ``work``; the log
-    is then read once more and joined to those small tables. Never a sort, and never a
-    derived table of the log used twice in one query, which the engine would hold in
-    memory whole.
+    is then read once more per share of the accounts (one expression each) and joined to
+    those tables. Never a sort, and never a derived table of the log used twice in one
+    query, which the engine would hold in memory whole.
     """
     acc = table[["account_id", "score"]].rename(columns={"score": "account_score"})
     flagged = ibis.memtable(table.loc[table["flagged"], ["account_id"]])
@@ -454,21 +454,44 @@ def _exchange_scores(
         "account_id", closing="edge", close_hit=ibis.literal(1.0)
     )
     per_account = ibis.memtable(acc).left_join(accts, "account_id").select(~sel.endswith("_right"))
-    # Left joins only, each probed by the log's rows in this order: with inner joins on the
-    # account the engine may reorder them and join two per-account tables to each other on
-    # the account alone (bins x bins per account, tens of gigabytes of spill at full scale).
-    # Every row has its account and its answer's bin, so nothing is lost.
-    j = ends
-    for right, on in (
+    tables = [
         (per_account, ["account_id"]),
-        (ec.select("exchange_id", "elicitation"), ["exchange_id"]),
+        (ec.select("account_id", "exchange_id", "elicitation"), ["account_id", "exchange_id"]),
         (convs, ["account_id", "conversation_id"]),
         (answers, ["account_id", "bin"]),
         (prompts, ["account_id", "pbin"]),
         (opening, ["account_id", "opening"]),
         (closing, ["account_id", "closing"]),
-    ):
-        j = j.left_join(right, on).select(~sel.endswith("_right"))
+    ]
+    # Every joined table is held in memory while the log streams past; past the engine's
+    # memory it would spill the log's rows too (tens of gigabytes at full scale). So the
+    # accounts are split into shares whose tables fit, each share one pass over the log.
+    rows = len(acc) + sum(int(right.count().execute()) for right, _ in tables[1:])
+    shares = max(1, -(-rows // _JOIN_ROWS_PER_SHARE))
+    return [_score_share(ends, tables, i, shares) for i in range(shares)]
+
+
+# Rows of joined tables per share: about a gigabyte of hash tables (measured on the full-scale
+# simulation, where the whole of them spilled 20 GB at a 2 GB memory limit).
+_JOIN_ROWS_PER_SHARE = 6_000_000
+
+
+def _score_share(ends: Any, tables: list[tuple[Any, list[str]]], share: int, shares: int) -> Any:
+    """The exchange scores of one share of the accounts (see ``_exchange_scores``)."""
+
+    def mine(x: Any) -> Any:
+        if shares == 1:
+            return x
+        # The engine's own hash: which share an account falls in only has to agree between
+        # the log and the tables of one engine.
+        return x.filter((x.account_id.hash() % shares + shares) % shares == share)
+
+    # Left joins only, each probed by the log's rows in this order: with inner joins on the
+    # account the engine may reorder them and join two per-account tables to each other on
+    # the account alone. Every row has its account and its answer's bin, so nothing is lost.
+    j = mine(ends)
+    for right, on in tables:
+        j = j.left_join(mine(right), on).select(~sel.endswith("_right"))
     repeated = ibis.greatest(j.open_hit.fill_null(0.0), j.close_hit.fill_null(0.0))
     # A conversation counts as eliciting if any of its turns does (tool-result turns carry
     # no text of their own); an exchange nobody classified takes its account's mean.

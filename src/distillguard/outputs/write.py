@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from distillguard.engine import write_parquet
+from distillguard.engine import write_parquet_parts
 from distillguard.linking import DERIVED_KEYS, Campaign
 
 ACCOUNTS_SCHEMA = pa.schema(
@@ -100,7 +100,7 @@ def write_outputs(
     accounts: pd.DataFrame,
     campaigns: list[Campaign],
     summary: dict[str, Any],
-    exchange_scores: Any,
+    exchange_scores: list[Any],
     *,
     capabilities: dict[str, dict[str, int]] | None = None,
     threshold: float | None = None,
@@ -130,7 +130,7 @@ def write_outputs(
         pa.Table.from_pylist(rows, schema=CAMPAIGNS_SCHEMA), out_dir / "campaigns.parquet"
     )
 
-    write_parquet(con, exchange_scores, out_dir / "exchanges_scored.parquet")
+    write_parquet_parts(con, exchange_scores, out_dir / "exchanges_scored.parquet")
 
     write_report(
         out_dir / "report.html",
