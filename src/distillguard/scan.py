@@ -528,6 +528,8 @@ def _repeated_wrappers(con: Any, rows: Any, work: Path, times: int = 3) -> Any:
     ``times`` of the account's prompts share. Harvesters wrap each question in a few fixed
     instructions; the people a proxy relays each write their own. Each side is counted on
     its own pass and written to ``work``."""
+    folder = work / "wrappers"
+    folder.mkdir(exist_ok=True)
     for side in ("opening", "closing"):
         ends = _prompt_ends(rows)
         ends = ends.filter(ends[side].notnull())
@@ -535,8 +537,6 @@ def _repeated_wrappers(con: Any, rows: Any, work: Path, times: int = 3) -> Any:
         counts = counts.filter(counts.n >= times).select(
             "account_id", side=ibis.literal(side), edge="edge"
         )
-        folder = work / "wrappers"
-        folder.mkdir(exist_ok=True)
         write_parquet(con, counts, folder / f"{side}.parquet")
     return con.read_parquet(parquet_glob(folder))
 
