@@ -149,6 +149,17 @@ def iter_batches(con: Any, expr: Any, *, rows: int = 65536) -> Iterator[pa.Recor
     yield from table.to_batches(max_chunksize=rows)
 
 
+def materialise(con: Any, expr: Any, path: Path) -> Any:
+    """``expr`` written to ``path`` and read back as a table.
+
+    For a result that later queries read more than once: DuckDB holds a subquery that one
+    query reads twice (a common table expression) in memory whole, where it cannot spill,
+    and each query would otherwise compute it again.
+    """
+    write_parquet(con, expr, path)
+    return con.read_parquet(path)
+
+
 def write_parquet_parts(con: Any, exprs: list[Any], path: Path) -> None:
     """Write the rows of every expression in ``exprs`` (one schema) into the one Parquet file
     ``path``: each is written on its own, then their row groups are copied into ``path``."""
@@ -210,5 +221,17 @@ def hash_sample(value: Any, keep: int, total: int) -> Any:
     """
     if total <= 0 or keep >= total:
         return ibis.literal(True)
-    cut = (keep * 16**_SAMPLE_DIGITS) // total
-    return stable_hash(value).left(_SAMPLE_DIGITS) < f"{cut:0{_SAMPLE_DIGITS}x}"
+    return sample_digest(value) < sample_cut(keep, total)
+
+
+def sample_digest(value: Any) -> Any:
+    """The part of ``value``'s digest that :func:`hash_sample` compares with its cut."""
+    return stable_hash(value).left(_SAMPLE_DIGITS)
+
+
+def sample_cut(keep: int, total: int) -> str:
+    """The cut under which a digest keeps about ``keep`` of ``total`` rows (``"g"``, after
+    every hex digit, keeps all of them)."""
+    if total <= 0 or keep >= total:
+        return "g"
+    return f"{(keep * 16**_SAMPLE_DIGITS) // total:0{_SAMPLE_DIGITS}x}"

@@ -40,7 +40,13 @@ import numpy as np
 import pandas as pd
 
 from distillguard import prompt_edges
-from distillguard.engine import hash_sample, parquet_glob, stable_hash, write_parquet
+from distillguard.engine import (
+    hash_sample,
+    materialise,
+    parquet_glob,
+    stable_hash,
+    write_parquet,
+)
 
 TEMPLATE_MIN_PROMPT = 60  # shorter prompts are whole questions, not template plus slot
 TEMPLATE_KEYS = ("prompt_prefix", "prompt_suffix")
@@ -161,8 +167,7 @@ def shared_values(
         columns = sorted({_RAW_COLUMN.get(k, k) for k in keys})
         base = t.group_by(["account_id", *columns]).aggregate(uses=t.count())
         if work is not None:
-            write_parquet(con, base, work / f"link_source_{i}.parquet")
-            base = con.read_parquet(work / f"link_source_{i}.parquet")
+            base = materialise(con, base, work / f"link_source_{i}.parquet")
         for key, expr in key_columns(base, tuple(keys)).items():
             part = base.select(
                 account_id=base.account_id, key=ibis.literal(key), value=expr, uses=base.uses
@@ -200,12 +205,10 @@ def shared_values(
         # Written before joining ``spread``: in one query the engine's join order joins
         # ``usable`` to ``spread`` on the key alone (key = key on both sides), billions of
         # rows on a big log.
-        write_parquet(con, rows, work / "link_hits.parquet")
-        rows = con.read_parquet(work / "link_hits.parquet")
+        rows = materialise(con, rows, work / "link_hits.parquet")
     rows = rows.join(spread, ["account_id", "key"])
     if work is not None:  # read twice below
-        write_parquet(con, rows, work / "link_rows.parquet")
-        rows = con.read_parquet(work / "link_rows.parquet")
+        rows = materialise(con, rows, work / "link_rows.parquet")
     # An account's identity on a key is the values it uses most: keeping its top few bounds
     # the graph by accounts, not by log size (a proxy account's 10,000th IP adds nothing).
     # Only accounts holding more values than that need ranking (the window is the one step

@@ -168,27 +168,25 @@ def report_exchanges(t: Any, campaigns: list[dict[str, Any]], per_campaign: int 
     """
     import ibis
 
-    from distillguard.engine import hash_sample
+    from distillguard.engine import sample_cut, sample_digest
 
-    members = [(c["campaign_id"], a) for c in campaigns[:MAX_CAMPAIGNS] for a in c["account_ids"]]
+    shown = campaigns[:MAX_CAMPAIGNS]
+    members = [(c["campaign_id"], a) for c in shown for a in c["account_ids"]]
     if not members:
         return pd.DataFrame(columns=list(REPORT_COLUMNS))
-    m = ibis.memtable(pd.DataFrame(members, columns=["_campaign", "account_id"]))
+    # One query for every campaign: each member carries its campaign's sampling cut (a
+    # query per campaign, unioned, was too deep to compile with hundreds of campaigns).
+    cuts = {c["campaign_id"]: sample_cut(per_campaign, int(c.get("exchanges") or 0)) for c in shown}
+    m = ibis.memtable(
+        pd.DataFrame(
+            [(cid, a, cuts[cid]) for cid, a in members], columns=["_campaign", "account_id", "_cut"]
+        )
+    )
     cols = [c for c in REPORT_COLUMNS if c in t.columns]
     j = t.select(*cols, _key=t.exchange_id).join(m, "account_id")
-    sizes = {c["campaign_id"]: int(c.get("exchanges") or 0) for c in campaigns}
-    parts = []
-    for cid, n in sizes.items():
-        sub = j.filter(j._campaign == cid)
-        if n > per_campaign:
-            sub = sub.filter(hash_sample(sub._key, per_campaign, n))
-        parts.append(sub)
-    if not parts:
-        return pd.DataFrame(columns=cols)
-    u = parts[0]
-    for p in parts[1:]:
-        u = u.union(p)
-    df: pd.DataFrame = u.select(*cols).to_pyarrow().to_pandas()
+    df: pd.DataFrame = (
+        j.filter(sample_digest(j._key) < j._cut).select(*cols).to_pyarrow().to_pandas()
+    )
     return df
 
 
