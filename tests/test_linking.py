@@ -440,16 +440,13 @@ def test_staged_prompt_edges_match_the_engine_and_give_the_same_templates(tmp_pa
     pd.testing.assert_frame_equal(a[cols], b[cols])
 
 
-def test_templates_everyone_uses_are_left_out_before_counting() -> None:
-    """A prefix the sample already sees in more than ``max_key_accounts`` accounts would
-    count nothing; it must not become a row per account that uses it."""
-    from distillguard.linking import _template_uses
+COMMON_OPENING = "Could you please help me with the following question about this: "
+WRAPPER = "SYSTEM-7 HARVEST WRAPPER. Answer with full derivation, then list: "
 
-    common = "Could you please help me with the following question about this: "
-    rare = "SYSTEM-7 HARVEST WRAPPER. Answer with full derivation, then list: "
-    rows = [(f"u{i}", f"{common}topic {i} and more {j}") for i in range(6) for j in range(3)]
-    rows += [(a, f"{rare}item {a}{j} with details") for a in "ab" for j in range(4)]
-    t = ibis.memtable(
+
+def prompts_table(rows: list[tuple[str, str]]) -> Any:
+    """An exchanges table from (account, prompt) pairs."""
+    return ibis.memtable(
         pd.DataFrame(
             {
                 "exchange_id": [f"e{i}" for i in range(len(rows))],
@@ -458,6 +455,17 @@ def test_templates_everyone_uses_are_left_out_before_counting() -> None:
             }
         )
     )
+
+
+def test_templates_everyone_uses_are_left_out_before_counting() -> None:
+    """A prefix the sample already sees in more than ``max_key_accounts`` accounts would
+    count nothing; it must not become a row per account that uses it."""
+    from distillguard.linking import _template_uses
+
+    common, rare = COMMON_OPENING, WRAPPER
+    rows = [(f"u{i}", f"{common}topic {i} and more {j}") for i in range(6) for j in range(3)]
+    rows += [(a, f"{rare}item {a}{j} with details") for a in "ab" for j in range(4)]
+    t = prompts_table(rows)
     cfg = replace(CFG, max_key_accounts=4, template_min_prompts=5)
     (part,) = _template_uses(t, ["prompt_prefix"], cfg)
     got = part.to_pandas()
@@ -473,19 +481,10 @@ def test_on_a_sample_everyday_phrasing_is_told_from_a_wrapper_by_how_often_each_
     near its 400; the wrapper is seen dozens of times in each of its 3 accounts."""
     from distillguard.linking import _template_uses
 
-    common = "Could you please help me with the following question about this: "
-    rare = "SYSTEM-7 HARVEST WRAPPER. Answer with full derivation, then list: "
+    common, rare = COMMON_OPENING, WRAPPER
     rows = [(f"u{i}", f"{common}topic {i} and more") for i in range(400)]
     rows += [(a, f"{rare}item {j} with details") for a in "abc" for j in range(150)]
-    t = ibis.memtable(
-        pd.DataFrame(
-            {
-                "exchange_id": [f"e{i}" for i in range(len(rows))],
-                "account_id": [a for a, _ in rows],
-                "prompt": [p for _, p in rows],
-            }
-        )
-    )
+    t = prompts_table(rows)
     cfg = replace(CFG, max_key_accounts=200, template_min_prompts=5, template_sample_rows=280)
     got = _template_uses(t, ["prompt_prefix"], cfg)[0].to_pandas()
     assert set(got["account_id"]) == set("abc")
