@@ -689,7 +689,18 @@ class _DailyReplay:
         self.count = int(cum["bucket"].nunique()) if len(cum) else 0
 
     def __iter__(self) -> Iterator[tuple[Any, pd.Timestamp, pd.DataFrame, list[Any]]]:
-        for day, rows in self._cum.groupby("bucket", sort=True):
+        # The frame comes ordered by bucket, so each day is a slice: grouping would copy it.
+        cum = self._cum
+        if not cum["bucket"].is_monotonic_increasing:
+            cum = self._cum = cum.sort_values("bucket", kind="stable", ignore_index=True)
+        buckets = cum["bucket"].dt.tz_convert(None).to_numpy()
+        starts: list[int] = (
+            np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]]).tolist() if len(cum) else []
+        )
+        ends = [*starts[1:], len(cum)] if starts else []
+        for start, end in zip(starts, ends, strict=True):
+            rows = cum.iloc[start:end]
+            day = rows["bucket"].iloc[0]
             X = _features(rows, self._peers)
             if day not in self._fitted:
                 self._fitted[day] = [create(s.name, s.params).fit(X) for s in self._pol.detectors]
