@@ -247,7 +247,7 @@ def stage_inputs(
     accounts: str | Path | None = None,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     progress: Progress | None = None,
-    memory_limit: str = "1GB",
+    memory_limit: str = "2GB",
     workers: int | None = None,
     parallel_min_bytes: int = PARALLEL_MIN_BYTES,
     block_bytes: int = 8 << 20,
