@@ -26,6 +26,7 @@ ENGINES = ("duckdb", "spark")
 DEFAULT_SPARK_MASTER = "local[*]"
 # Digits of the md5 hex digest that hash_sample compares: 48 bits, far finer than any limit.
 _SAMPLE_DIGITS = 12
+_KEEP_ALL = "g"  # sorts after every hex digit
 
 
 @dataclass(frozen=True)
@@ -219,9 +220,8 @@ def hash_sample(value: Any, keep: int, total: int) -> Any:
     The digest's leading hex digits are compared as a string, which orders them like the
     number they spell: no engine-specific hex-to-integer conversion needed.
     """
-    if total <= 0 or keep >= total:
-        return ibis.literal(True)
-    return sample_digest(value) < sample_cut(keep, total)
+    cut = sample_cut(keep, total)
+    return ibis.literal(True) if cut == _KEEP_ALL else sample_digest(value) < cut
 
 
 def sample_digest(value: Any) -> Any:
@@ -233,5 +233,5 @@ def sample_cut(keep: int, total: int) -> str:
     """The cut under which a digest keeps about ``keep`` of ``total`` rows (``"g"``, after
     every hex digit, keeps all of them)."""
     if total <= 0 or keep >= total:
-        return "g"
+        return _KEEP_ALL
     return f"{(keep * 16**_SAMPLE_DIGITS) // total:0{_SAMPLE_DIGITS}x}"

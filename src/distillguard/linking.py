@@ -99,14 +99,14 @@ class Campaign:
     degree: dict[str, int] = field(default_factory=dict)  # member -> members it is linked to
 
 
-_DIGITS_AND_SPACES = ("0123456789\t\n\f\r", "0000000000    ")
+DIGITS_AND_SPACES = ("0123456789\t\n\f\r", "0000000000    ")
 
 
 def _normalised(expr: Any) -> Any:
     # Slot-filled numbers and line breaks vary around one template: every digit becomes 0 and
     # every tab or line break a space. Character for character (no regex): this runs on
     # every long prompt of the log, and both engines translate identically.
-    return expr.lower().translate(*_DIGITS_AND_SPACES)
+    return expr.lower().translate(*DIGITS_AND_SPACES)
 
 
 def key_columns(t: Any, keys: tuple[str, ...]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from distillguard.linking import DIGITS_AND_SPACES, TEMPLATE_MIN_PROMPT
 from distillguard.prompt_edges import EDGE_CHARS
 
 MAX_CAMPAIGNS = 50  # campaigns drawn in full; the rest are listed in the ranking only
@@ -170,18 +171,16 @@ def report_exchanges(t: Any, campaigns: list[dict[str, Any]], per_campaign: int 
 
     from distillguard.engine import sample_cut, sample_digest
 
-    shown = campaigns[:MAX_CAMPAIGNS]
-    members = [(c["campaign_id"], a) for c in shown for a in c["account_ids"]]
-    if not members:
-        return pd.DataFrame(columns=list(REPORT_COLUMNS))
     # One query for every campaign: each member carries its campaign's sampling cut (a
     # query per campaign, unioned, was too deep to compile with hundreds of campaigns).
-    cuts = {c["campaign_id"]: sample_cut(per_campaign, int(c.get("exchanges") or 0)) for c in shown}
-    m = ibis.memtable(
-        pd.DataFrame(
-            [(cid, a, cuts[cid]) for cid, a in members], columns=["_campaign", "account_id", "_cut"]
-        )
-    )
+    members = [
+        (a, sample_cut(per_campaign, int(c.get("exchanges") or 0)))
+        for c in campaigns[:MAX_CAMPAIGNS]
+        for a in c["account_ids"]
+    ]
+    if not members:
+        return pd.DataFrame(columns=list(REPORT_COLUMNS))
+    m = ibis.memtable(pd.DataFrame(members, columns=["account_id", "_cut"]))
     cols = [c for c in REPORT_COLUMNS if c in t.columns]
     j = t.select(*cols, _key=t.exchange_id).join(m, "account_id")
     df: pd.DataFrame = (
@@ -344,9 +343,8 @@ def _account_values(
         columns["ip24"] = (ip["account_id"], net)
     if "prompt" in rows.columns and wanted.keys() & set(TEMPLATE_KINDS):
         p = rows[["account_id", "prompt"]].dropna()
-        p = p[p["prompt"].str.len() >= 60]
-
-        digits_and_spaces = str.maketrans("0123456789\t\n\f\r", "0000000000    ")
+        p = p[p["prompt"].str.len() >= TEMPLATE_MIN_PROMPT]
+        digits_and_spaces = str.maketrans(*DIGITS_AND_SPACES)
 
         def norm(s: pd.Series) -> pd.Series:  # linking's normalisation (linking._normalised)
             return s.str.lower().str.translate(digits_and_spaces)
