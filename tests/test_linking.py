@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -98,6 +99,46 @@ def test_a_shared_card_is_not_discounted_by_how_many_share_it() -> None:
     ips = pair_evidence(sv([(a, "ip", "1.2.3.4") for a in "abcdefgh"]), CFG)
     assert few["w"].iloc[0] == many["w"].iloc[0] == DEFAULT_LINK_KEYS["payment_fingerprint"]
     assert ips["w"].iloc[0] == pytest.approx(DEFAULT_LINK_KEYS["ip"] / math.log2(1 + 8))
+
+
+def test_pair_evidence_sums_each_pair_and_key_once() -> None:
+    # Pairs counted the slow way: every pair sharing a value held by at most pair_limit
+    # accounts, and neighbours in id order for a more widely held value.
+    rng = np.random.default_rng(7)
+    rows = [
+        (f"acc{a:02d}", key, f"{key}-{v}")
+        for key, accounts, values, most in (("ip", 40, 60, 3), ("user_agent", 40, 2, 2))
+        for a in range(accounts)
+        for v in rng.choice(values, rng.integers(1, most + 1), replace=False)
+    ]
+    data = sv(rows, spread={"acc03": 900, "acc07": 5000})
+    cfg = replace(CFG, pair_limit=8)
+    expected: dict[tuple[str, str, str], float] = {}
+    for (key, _), group in data.groupby(["key", "value"]):
+        group = group.sort_values("account_id")
+        idf = math.log2(1 + group["accounts"].iloc[0])
+        damp = dict(
+            zip(
+                group["account_id"],
+                np.sqrt(np.maximum(1, group["held"] / cfg.value_spread)),
+                strict=True,
+            )
+        )
+        ids = list(group["account_id"])
+        pairs = (
+            [(x, y) for i, x in enumerate(ids) for y in ids[i + 1 :]]
+            if len(ids) <= cfg.pair_limit
+            else list(itertools.pairwise(ids))
+        )
+        for x, y in pairs:
+            w = cfg.keys[key] / idf / (damp[x] * damp[y])
+            expected[(x, y, key)] = expected.get((x, y, key), 0.0) + w
+    got = pair_evidence(data, cfg)
+    assert not got.duplicated(["a", "b", "key"]).any()
+    assert (got["a"] < got["b"]).all()
+    assert {(a, b, k): w for a, b, k, w in got.itertuples(index=False)} == pytest.approx(expected)
+    held = data.groupby("value")["account_id"].size()
+    assert (held <= cfg.pair_limit).any() and (held > cfg.pair_limit).any()  # both kinds
 
 
 def test_infrastructure_values_are_ignored() -> None:

@@ -457,50 +457,76 @@ def timing_synchrony(t: Any, pairs: pd.DataFrame, cfg: LinkingConfig) -> pd.Data
 
 
 def pair_evidence(sv: pd.DataFrame, cfg: LinkingConfig) -> pd.DataFrame:
-    """(a, b, key, w) for every pair of candidates sharing a value.
+    """(a, b, key, w): the evidence each key gives each pair of candidates sharing values,
+    one row per pair and key (a < b).
 
     Values held by at most ``pair_limit`` candidates give all their pairs; more widely
     held ones (worth little each) are chained (a, b), (b, c), ... in id order, so memory
-    stays linear in the number of (account, value) rows.
+    stays linear in the number of (account, value) rows. Pairs are formed on integer codes
+    and summed one key at a time: on a big log the raw pairs run to tens of millions.
     """
     # An account spread over thousands of values (a reseller's end-user IPs) overlaps with
     # anyone by chance: each side's share of a value is discounted by sqrt(held / spread).
     # Popularity discounts what infrastructure shares (a NAT address, an SDK's user agent);
     # a payment instrument shared by more accounts is more suspicious, not less.
     idf = np.where(sv["key"].isin(cfg.flat_keys), 1.0, np.log2(1.0 + sv["accounts"].astype(float)))
-    sv = sv.assign(
-        base=sv["key"].map(cfg.keys) / idf,
-        damp=np.sqrt(np.maximum(1.0, sv["held"].astype(float) / cfg.value_spread)),
-    )
-    sv = sv.sort_values(["key", "value", "account_id"]).reset_index(drop=True)
-    held = sv.groupby(["key", "value"], sort=False)["account_id"].transform("size")
-    small = sv[held <= cfg.pair_limit]
-    full = small.merge(
-        small[["key", "value", "account_id", "damp"]], on=["key", "value"], suffixes=("", "_b")
-    )
-    full = full[full["account_id"] < full["account_id_b"]]
-    full = full.assign(w=full["base"] / (full["damp"] * full["damp_b"]))
-    big = sv[held > cfg.pair_limit]
-    same = (big["key"] == big["key"].shift(-1)) & (big["value"] == big["value"].shift(-1))
+    base: np.ndarray[Any, Any] = (sv["key"].map(cfg.keys) / idf).to_numpy(dtype=np.float64)
+    damp = np.sqrt(np.maximum(1.0, sv["held"].to_numpy(dtype=np.float64) / cfg.value_spread))
+    # Sorted codes: a < b between codes is a < b between the ids.
+    account, names = pd.factorize(sv["account_id"], sort=True)
+    keys = sv["key"].to_numpy()
     parts = [
-        pd.DataFrame(
-            {
-                "a": full["account_id"].to_numpy(),
-                "b": full["account_id_b"].to_numpy(),
-                "key": full["key"].to_numpy(),
-                "w": full["w"].to_numpy(),
-            }
-        ),
-        pd.DataFrame(
-            {
-                "a": big["account_id"][same].to_numpy(),
-                "b": big["account_id"].shift(-1)[same].to_numpy(),
-                "key": big["key"][same].to_numpy(),
-                "w": (big["base"] / (big["damp"] * big["damp"].shift(-1)))[same].to_numpy(),
-            }
-        ),
+        _key_pairs(key, account[rows], sv["value"].to_numpy()[rows], base[rows], damp[rows], cfg)
+        for key in pd.unique(keys)
+        for rows in [np.flatnonzero(keys == key)]
     ]
-    return pd.concat(parts, ignore_index=True)
+    parts = [p for p in parts if len(p[0])]
+    if not parts:
+        return pd.DataFrame({"a": [], "b": [], "key": [], "w": []}).astype(
+            {"a": object, "b": object, "key": object, "w": np.float64}
+        )
+    names = np.asarray(names, dtype=object)
+    return pd.DataFrame(
+        {
+            "a": names[np.concatenate([p[0] for p in parts])],
+            "b": names[np.concatenate([p[1] for p in parts])],
+            "key": np.concatenate([np.full(len(p[0]), p[3], dtype=object) for p in parts]),
+            "w": np.concatenate([p[2] for p in parts]),
+        }
+    )
+
+
+def _key_pairs(
+    key: str,
+    account: np.ndarray[Any, Any],
+    values: np.ndarray[Any, Any],
+    base: np.ndarray[Any, Any],
+    damp: np.ndarray[Any, Any],
+    cfg: LinkingConfig,
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any], str]:
+    """One key's (a, b, w) arrays, summed per pair."""
+    value = pd.factorize(values)[0]
+    order = np.lexsort((account, value))
+    account, value, base, damp = account[order], value[order], base[order], damp[order]
+    held = np.bincount(value)[value]
+    small = held <= cfg.pair_limit
+    f = pd.DataFrame({"v": value[small], "a": account[small], "d": damp[small], "w": base[small]})
+    full = f.merge(f[["v", "a", "d"]], on="v", suffixes=("", "_b"))
+    full = full[full["a"].to_numpy() < full["a_b"].to_numpy()]
+    big = ~small
+    same = big[:-1] & big[1:] & (value[:-1] == value[1:])
+    a = np.concatenate([full["a"].to_numpy(), account[:-1][same]])
+    b = np.concatenate([full["a_b"].to_numpy(), account[1:][same]])
+    w = np.concatenate(
+        [
+            (full["w"] / (full["d"] * full["d_b"])).to_numpy(),
+            base[:-1][same] / (damp[:-1][same] * damp[1:][same]),
+        ]
+    )
+    width = int(account.max(initial=0)) + 1
+    unique, inverse = np.unique(a.astype(np.int64) * width + b, return_inverse=True)
+    total = np.bincount(inverse, weights=w, minlength=len(unique))
+    return unique // width, unique % width, total, key
 
 
 def edge_weights(pairs: pd.DataFrame, cfg: LinkingConfig) -> pd.DataFrame:

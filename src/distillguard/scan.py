@@ -19,6 +19,8 @@ import ibis.selectors as sel
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute
+import pyarrow.dataset
 
 from distillguard import __version__, prompt_edges
 from distillguard.detectors import DetectorOutput, create
@@ -35,8 +37,9 @@ from distillguard.engine import (
 from distillguard.features import (
     CONTENT_SUM_COLUMNS,
     SUM_COLUMNS,
-    account_bucket_frame,
+    account_bucket_table,
     derive_features,
+    utc_buckets,
 )
 from distillguard.features.content import (
     SKETCH_SUM_COLUMNS,
@@ -77,6 +80,13 @@ def _combine(outputs: list[DetectorOutput], weights: list[float]) -> np.ndarray[
     for out, w in zip(outputs, weights, strict=True):
         keep *= 1.0 - w * out.score
     return 1.0 - keep
+
+
+def _latest_rows(days: Any) -> pd.DataFrame:
+    """Each account's latest cumulative row (its sums over the whole log), by account."""
+    newest = days.group_by("account_id").aggregate(bucket=days.bucket.max())
+    rows = days.join(newest, ["account_id", "bucket"]).order_by("account_id")
+    return utc_buckets(rows.to_pyarrow().to_pandas())
 
 
 def _peer_groups(accounts: pd.DataFrame | None, ids: pd.Index) -> pd.Series:
@@ -226,11 +236,15 @@ def _scan(
 
     rep.stage("account features", total=None)
     extra_columns = (*CONTENT_SUM_COLUMNS, *(SKETCH_SUM_COLUMNS if sketch else ()))
-    cum = account_bucket_frame(t, bucket=unit, extra=content, extra_columns=extra_columns)
-    # Each account's latest row, picked by position: sorting would copy the whole frame
-    # (accounts x days rows, gigabytes at full scale).
-    last = cum.loc[cum.groupby("account_id", sort=False)["bucket"].idxmax()]
-    _return_freed_memory()
+    # Accounts x days rows (gigabytes at full scale): kept on disk, ordered by day, and read
+    # a day at a time by the replays; only each account's latest row is held.
+    days_path = work / "account_days.parquet"
+    write_parquet(
+        con,
+        account_bucket_table(t, bucket=unit, extra=content, extra_columns=extra_columns),
+        days_path,
+    )
+    last = _latest_rows(con.read_parquet(days_path))
     ids = pd.Index(last["account_id"].to_numpy())
     peers = _peer_groups(accounts_df, ids)
     X = _features(last, peers)
@@ -248,12 +262,12 @@ def _scan(
     score = _combine(outputs, weights) if outputs else np.zeros(len(X))
     flagged = score >= pol.threshold
 
-    days = _DailyReplay(cum, peers, pol)
+    days = _DailyReplay(days_path, peers, pol)
     first_flagged = _first_flagged(days, pol, weights, flagged, X.index, rep)
-    if len(cum):
+    data_end = last["last_ts"].max() if len(last) else pd.NaT
+    if len(last):
         # A checkpoint's end can fall after the last log line; and an account that only the
         # full data flags was flagged when the data ended.
-        data_end = cum["last_ts"].max()
         first_flagged = first_flagged.where(
             first_flagged.isna() | (first_flagged <= data_end), data_end
         )
@@ -291,14 +305,13 @@ def _scan(
             c.score = p
         campaigns = [c for c in linked if c.score >= pol.threshold]
 
-    campaign_found = _campaign_found_at(campaigns, cum, days, pol)
+    campaign_found = _campaign_found_at(campaigns, days, pol)
     reasons = _reasons(outputs, [s.name for s in pol.detectors], flagged)
     final = np.clip(score, 0.0, 1.0)
     final_flag = flagged.copy()
     campaign_of: list[str | None] = [None] * len(X)
     position = {str(acc): i for i, acc in enumerate(X.index)}
     first_day = last.set_index("account_id")["first_ts"].reindex(X.index).dt.floor("D")
-    data_end = cum["last_ts"].max() if len(cum) else pd.NaT
     for c in campaigns:
         rows = [position[a] for a in c.account_ids]
         own_times = first_flagged.iloc[[r for r in rows if flagged[r]]]
@@ -601,7 +614,7 @@ def _consistent_members(
 
 
 def _campaign_found_at(
-    campaigns: list[Campaign], cum: pd.DataFrame, days: _DailyReplay, pol: Policy
+    campaigns: list[Campaign], days: _DailyReplay, pol: Policy
 ) -> dict[str, pd.Timestamp]:
     """When a daily job would first have scored each campaign over the threshold.
 
@@ -610,16 +623,19 @@ def _campaign_found_at(
     not replayed per day).
     """
     found: dict[str, pd.Timestamp] = {}
-    if not campaigns or cum.empty:
+    if not campaigns:
         return found
-    members = {a for c in campaigns for a in c.account_ids}
-    rows = cum[cum["account_id"].isin(members)].sort_values("bucket")
+    members = pd.Index(sorted({a for c in campaigns for a in c.account_ids}))
     weights = [s.campaign_weight for s in pol.detectors]
-    for day, day_end, _, fitted in days:
+    upto: pd.DataFrame | None = None  # each member's latest row so far
+    for day_end, rows, _, fitted in days:
         todo = [c for c in campaigns if c.campaign_id not in found]
         if not todo:
             break
-        upto = rows[rows["bucket"] <= day].groupby("account_id").tail(1).set_index("account_id")
+        today = rows.loc[rows.index.isin(members)]
+        upto = (
+            today if upto is None else pd.concat([upto.drop(today.index, errors="ignore"), today])
+        )
         for c, score in zip(todo, _pooled_scores(todo, upto, fitted, weights), strict=True):
             if score >= pol.threshold:
                 found[c.campaign_id] = day_end
@@ -676,35 +692,38 @@ class _DailyReplay:
     """Each day's end as a daily batch job would have seen it: the accounts active that day
     with their sums so far, and the detectors fitted on them (so no later data leaks in).
 
-    The fitted detectors (a few baselines each) are kept for the account replay and the
-    campaign replay alike; each day's feature frame is rebuilt when asked for again
-    rather than kept (42 days of 100k accounts' features were gigabytes at full scale).
+    The account-day sums stay in their Parquet file (ordered by day, so a day is a few
+    row groups) and each day is read when asked for: at full scale they are gigabytes. The
+    fitted detectors (a few baselines each) are kept for the account replay and the
+    campaign replay alike.
     """
 
-    def __init__(self, cum: pd.DataFrame, peers: pd.Series, pol: Policy) -> None:
-        self._cum = cum
+    def __init__(self, path: Path, peers: pd.Series, pol: Policy) -> None:
+        self._data = pa.dataset.dataset(path)
         self._peers = peers
         self._pol = pol
         self._fitted: dict[Any, list[Any]] = {}
-        self.count = int(cum["bucket"].nunique()) if len(cum) else 0
+        self._type = self._data.schema.field("bucket").type
+        buckets = self._data.to_table(columns=["bucket"]).column("bucket")
+        self._days = sorted(pa.compute.unique(buckets).to_pylist())
+        self.count = len(self._days)
 
-    def __iter__(self) -> Iterator[tuple[Any, pd.Timestamp, pd.DataFrame, list[Any]]]:
-        # The frame comes ordered by bucket, so each day is a slice: grouping would copy it.
-        cum = self._cum
-        if not cum["bucket"].is_monotonic_increasing:
-            cum = self._cum = cum.sort_values("bucket", kind="stable", ignore_index=True)
-        buckets = cum["bucket"].dt.tz_convert(None).to_numpy()
-        starts: list[int] = (
-            np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]]).tolist() if len(cum) else []
-        )
-        ends = [*starts[1:], len(cum)] if starts else []
-        for start, end in zip(starts, ends, strict=True):
-            rows = cum.iloc[start:end]
-            day = rows["bucket"].iloc[0]
+    def rows(self, day: Any) -> pd.DataFrame:
+        """The sums so far of the accounts active on ``day``, indexed by account (the row
+        groups of other days are skipped on their statistics)."""
+        table = self._data.to_table(filter=pa.dataset.field("bucket") == pa.scalar(day, self._type))
+        return utc_buckets(table.to_pandas()).set_index("account_id", drop=False)
+
+    def __iter__(self) -> Iterator[tuple[pd.Timestamp, pd.DataFrame, pd.DataFrame, list[Any]]]:
+        """Each day: its end, its rows, their features and that day's fitted detectors."""
+        for day in self._days:
+            rows = self.rows(day)
             X = _features(rows, self._peers)
             if day not in self._fitted:
                 self._fitted[day] = [create(s.name, s.params).fit(X) for s in self._pol.detectors]
-            yield day, pd.Timestamp(str(day)) + timedelta(days=1), X, self._fitted[day]
+            start = pd.Timestamp(day)
+            start = start.tz_localize("UTC") if start.tz is None else start
+            yield start + timedelta(days=1), rows, X, self._fitted[day]
 
 
 def _first_flagged(
@@ -723,7 +742,7 @@ def _first_flagged(
     if not todo or not days.count:
         return result
     rep.stage("replay checkpoints (first_flagged_at)", total=float(days.count))
-    for k, (_, day_end, X, fitted) in enumerate(days):
+    for k, (day_end, _, X, fitted) in enumerate(days):
         score = _combine([d.score(X, explain=False) for d in fitted], weights)
         new = [a for a in X.index[score >= pol.threshold] if a in todo]
         if new:

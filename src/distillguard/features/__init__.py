@@ -13,9 +13,11 @@ from distillguard.features.aggregates import (
     SUM_COLUMNS,
     AccountSums,
     account_bucket_frame,
+    account_bucket_table,
     bucket_sums,
     cumulative_sums,
     exchange_contributions,
+    utc_buckets,
 )
 from distillguard.features.content import CONTENT_SUM_COLUMNS
 from distillguard.features.derive import CONTENT_FEATURE_NAMES, FEATURE_NAMES, derive_features
@@ -36,10 +38,12 @@ __all__ = [
     "SUM_COLUMNS",
     "AccountSums",
     "account_bucket_frame",
+    "account_bucket_table",
     "account_distinct_counts",
     "bucket_sums",
     "cumulative_sums",
     "derive_features",
     "distinct_values",
     "exchange_contributions",
+    "utc_buckets",
 ]

@@ -75,11 +75,11 @@ def cumulative_sums(b: Any, columns: tuple[str, ...] = SUM_COLUMNS) -> Any:
     )
 
 
-def account_bucket_frame(
+def account_bucket_table(
     t: Any, *, bucket: str = "D", extra: Any | None = None, extra_columns: tuple[str, ...] = ()
-) -> pd.DataFrame:
-    """Cumulative sums per (account, bucket) as a DataFrame, ``bucket`` as UTC timestamps,
-    ordered by bucket (so each bucket's rows are one slice).
+) -> Any:
+    """Cumulative sums per (account, bucket), ordered by bucket then account: the account
+    as of each bucket's end.
 
     ``extra`` is another table of per-(account, bucket) sums (e.g. content sums) merged in
     before accumulating; buckets it lacks count as zero.
@@ -90,12 +90,23 @@ def account_bucket_frame(
         b = b.left_join(extra, ["account_id", "bucket"]).drop("account_id_right", "bucket_right")
         b = b.mutate(**{c: b[c].fill_null(0) for c in extra_columns})
         columns = (*SUM_COLUMNS, *extra_columns)
-    table = cumulative_sums(b, columns).order_by(["bucket", "account_id"]).to_pyarrow()
-    # Accounts x buckets rows (gigabytes at full scale): each Arrow column is freed as it
-    # is converted, and the columns stay separate blocks instead of being copied into one.
-    df: pd.DataFrame = table.to_pandas(self_destruct=True, split_blocks=True)
-    del table
-    if df["bucket"].dt.tz is None:  # the engine truncates in UTC but drops the zone
+    return cumulative_sums(b, columns).order_by(["bucket", "account_id"])
+
+
+def account_bucket_frame(
+    t: Any, *, bucket: str = "D", extra: Any | None = None, extra_columns: tuple[str, ...] = ()
+) -> pd.DataFrame:
+    """``account_bucket_table`` as a DataFrame, ``bucket`` as UTC timestamps."""
+    table = account_bucket_table(
+        t, bucket=bucket, extra=extra, extra_columns=extra_columns
+    ).to_pyarrow()
+    return utc_buckets(table.to_pandas(self_destruct=True, split_blocks=True))
+
+
+def utc_buckets(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with its ``bucket`` column zoned UTC (engines truncate in UTC, and some then
+    drop the zone)."""
+    if df["bucket"].dt.tz is None:
         df["bucket"] = df["bucket"].dt.tz_localize("UTC")
     return df
 
