@@ -107,16 +107,21 @@ def test_pair_evidence_sums_each_pair_and_key_once() -> None:
     rng = np.random.default_rng(7)
     rows = [
         (f"acc{a:02d}", key, f"{key}-{v}")
-        for key, accounts, values, most in (("ip", 40, 60, 3), ("user_agent", 40, 2, 2))
+        for key, accounts, values, most in (
+            ("ip", 40, 60, 3),
+            ("user_agent", 40, 2, 2),
+            ("payment_fingerprint", 40, 25, 1),
+        )
         for a in range(accounts)
         for v in rng.choice(values, rng.integers(1, most + 1), replace=False)
     ]
     data = sv(rows, spread={"acc03": 900, "acc07": 5000})
-    cfg = replace(CFG, pair_limit=8)
+    # A pair can be an edge only with this much evidence besides a fully synchronised timing.
+    cfg = replace(CFG, pair_limit=8, keys={**CFG.keys, SYNC_KEY: 1.0})
     expected: dict[tuple[str, str, str], float] = {}
     for (key, _), group in data.groupby(["key", "value"]):
         group = group.sort_values("account_id")
-        idf = math.log2(1 + group["accounts"].iloc[0])
+        idf = 1.0 if key in cfg.flat_keys else math.log2(1 + group["accounts"].iloc[0])
         damp = dict(
             zip(
                 group["account_id"],
@@ -137,6 +142,17 @@ def test_pair_evidence_sums_each_pair_and_key_once() -> None:
     assert not got.duplicated(["a", "b", "key"]).any()
     assert (got["a"] < got["b"]).all()
     assert {(a, b, k): w for a, b, k, w in got.itertuples(index=False)} == pytest.approx(expected)
+    # Pruned: the pairs whose capped evidence over all keys could still make an edge.
+    per_pair: dict[tuple[str, str], float] = {}
+    for (x, y, key), w in expected.items():
+        capped = min(w, cfg.keys[key] * cfg.key_cap)
+        per_pair[(x, y)] = per_pair.get((x, y), 0.0) + capped
+    floor = min(cfg.edge_weight, cfg.weak_edge_weight) - 1.0
+    strong = {pair for pair, total in per_pair.items() if total >= floor}
+    pruned = pair_evidence(data, cfg, prune=True)
+    assert 0 < len(strong) < len(per_pair)
+    assert set(zip(pruned["a"], pruned["b"], strict=True)) == strong
+    assert len(pruned) == sum(1 for x, y, _ in expected if (x, y) in strong)
     held = data.groupby("value")["account_id"].size()
     assert (held <= cfg.pair_limit).any() and (held > cfg.pair_limit).any()  # both kinds
 

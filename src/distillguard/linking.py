@@ -456,14 +456,16 @@ def timing_synchrony(t: Any, pairs: pd.DataFrame, cfg: LinkingConfig) -> pd.Data
     return kept
 
 
-def pair_evidence(sv: pd.DataFrame, cfg: LinkingConfig) -> pd.DataFrame:
+def pair_evidence(sv: pd.DataFrame, cfg: LinkingConfig, *, prune: bool = False) -> pd.DataFrame:
     """(a, b, key, w): the evidence each key gives each pair of candidates sharing values,
     one row per pair and key (a < b).
 
     Values held by at most ``pair_limit`` candidates give all their pairs; more widely
     held ones (worth little each) are chained (a, b), (b, c), ... in id order, so memory
     stays linear in the number of (account, value) rows. Pairs are formed on integer codes
-    and summed one key at a time: on a big log the raw pairs run to tens of millions.
+    and summed one key at a time: on a big log they run to tens of millions. With
+    ``prune``, only pairs whose capped evidence could make an edge are kept (most pairs
+    share one /24 or one busy address and nothing else).
     """
     # An account spread over thousands of values (a reseller's end-user IPs) overlaps with
     # anyone by chance: each side's share of a value is discounted by sqrt(held / spread).
@@ -474,59 +476,77 @@ def pair_evidence(sv: pd.DataFrame, cfg: LinkingConfig) -> pd.DataFrame:
     damp = np.sqrt(np.maximum(1.0, sv["held"].to_numpy(dtype=np.float64) / cfg.value_spread))
     # Sorted codes: a < b between codes is a < b between the ids.
     account, names = pd.factorize(sv["account_id"], sort=True)
+    width = max(len(names), 1)
     keys = sv["key"].to_numpy()
-    parts = [
-        _key_pairs(key, account[rows], sv["value"].to_numpy()[rows], base[rows], damp[rows], cfg)
-        for key in pd.unique(keys)
-        for rows in [np.flatnonzero(keys == key)]
-    ]
-    parts = [p for p in parts if len(p[0])]
-    if not parts:
-        return pd.DataFrame({"a": [], "b": [], "key": [], "w": []}).astype(
-            {"a": object, "b": object, "key": object, "w": np.float64}
+    values = sv["value"].to_numpy()
+    parts: dict[str, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]] = {}
+    for key in pd.unique(keys):
+        rows = np.flatnonzero(keys == key)
+        pair, w = _key_pairs(account[rows], values[rows], base[rows], damp[rows], width, cfg)
+        if len(pair):
+            parts[str(key)] = (pair, w)
+    if prune and parts:
+        # Each key counts at most key_cap x its weight (as in ``_edge_parts``); a pair short
+        # of the weakest edge even with a fully synchronised timing is no edge.
+        floor = min(cfg.edge_weight, cfg.weak_edge_weight) - cfg.keys.get(SYNC_KEY, 0.0)
+        every = np.concatenate([pair for pair, _ in parts.values()])
+        capped = np.concatenate(
+            [np.minimum(w, cfg.keys[k] * cfg.key_cap) for k, (_, w) in parts.items()]
         )
+        unique, inverse = np.unique(every, return_inverse=True)
+        strong = unique[np.bincount(inverse, weights=capped) >= floor]
+        del every, capped, unique, inverse
+        parts = {
+            k: (pair[keep], w[keep])
+            for k, (pair, w) in parts.items()
+            for keep in [np.isin(pair, strong, assume_unique=True)]
+        }
+    pair = np.concatenate([np.zeros(0, np.int64), *(p for p, _ in parts.values())])
+    counts = [len(p) for p, _ in parts.values()]
     names = np.asarray(names, dtype=object)
     return pd.DataFrame(
         {
-            "a": names[np.concatenate([p[0] for p in parts])],
-            "b": names[np.concatenate([p[1] for p in parts])],
-            "key": np.concatenate([np.full(len(p[0]), p[3], dtype=object) for p in parts]),
-            "w": np.concatenate([p[2] for p in parts]),
+            "a": names[pair // width],
+            "b": names[pair % width],
+            "key": np.repeat(np.array(list(parts), dtype=object), counts),
+            "w": np.concatenate([np.zeros(0), *(w for _, w in parts.values())]),
         }
     )
 
 
 def _key_pairs(
-    key: str,
     account: np.ndarray[Any, Any],
     values: np.ndarray[Any, Any],
     base: np.ndarray[Any, Any],
     damp: np.ndarray[Any, Any],
+    width: int,
     cfg: LinkingConfig,
-) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any], str]:
-    """One key's (a, b, w) arrays, summed per pair."""
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """One key's pairs as codes ``a * width + b`` (a < b) and their summed evidence."""
     value = pd.factorize(values)[0]
     order = np.lexsort((account, value))
     account, value, base, damp = account[order], value[order], base[order], damp[order]
-    held = np.bincount(value)[value]
-    small = held <= cfg.pair_limit
-    f = pd.DataFrame({"v": value[small], "a": account[small], "d": damp[small], "w": base[small]})
-    full = f.merge(f[["v", "a", "d"]], on="v", suffixes=("", "_b"))
-    full = full[full["a"].to_numpy() < full["a_b"].to_numpy()]
-    big = ~small
-    same = big[:-1] & big[1:] & (value[:-1] == value[1:])
-    a = np.concatenate([full["a"].to_numpy(), account[:-1][same]])
-    b = np.concatenate([full["a_b"].to_numpy(), account[1:][same]])
-    w = np.concatenate(
-        [
-            (full["w"] / (full["d"] * full["d_b"])).to_numpy(),
-            base[:-1][same] / (damp[:-1][same] * damp[1:][same]),
-        ]
+    starts = np.flatnonzero(np.r_[True, value[1:] != value[:-1]])
+    held = np.diff(np.r_[starts, len(value)])
+    left: list[np.ndarray[Any, Any]] = []
+    right: list[np.ndarray[Any, Any]] = []
+    # Every pair of a value's holders, for all values held by k accounts at once.
+    for k in np.unique(held[(held >= 2) & (held <= cfg.pair_limit)]):
+        i, j = np.triu_indices(int(k), 1)
+        first = starts[held == k][:, None]
+        left.append((first + i).ravel())
+        right.append((first + j).ravel())
+    # Neighbours in id order for the more widely held values.
+    chained = np.flatnonzero(np.repeat(held > cfg.pair_limit, held))
+    chained = chained[:-1][value[chained[:-1]] == value[chained[1:]]]
+    left.append(chained)
+    right.append(chained + 1)
+    i, j = np.concatenate(left), np.concatenate(right)
+    w = base[i] / (damp[i] * damp[j])
+    unique, inverse = np.unique(
+        account[i].astype(np.int64) * width + account[j], return_inverse=True
     )
-    width = int(account.max(initial=0)) + 1
-    unique, inverse = np.unique(a.astype(np.int64) * width + b, return_inverse=True)
-    total = np.bincount(inverse, weights=w, minlength=len(unique))
-    return unique // width, unique % width, total, key
+    return unique, np.bincount(inverse, weights=w, minlength=len(unique))
 
 
 def edge_weights(pairs: pd.DataFrame, cfg: LinkingConfig) -> pd.DataFrame:
@@ -670,7 +690,7 @@ def link_accounts(
     if sv.empty:
         return []
     if pairs is None:
-        pairs = pair_evidence(sv, cfg)
+        pairs = pair_evidence(sv, cfg, prune=True)
     if pairs.empty:
         return []
     edges = _edge_parts(pairs, cfg)

@@ -283,7 +283,7 @@ def _scan(
     if len(candidates) >= cfg.min_campaign_accounts:
         sv = shared_values(t, acc_t, candidates, cfg, work)
         self_flagged = {str(a) for a in own.index[own >= pol.threshold]}
-        pairs = pair_evidence(sv, cfg)
+        pairs = pair_evidence(sv, cfg, prune=True)
         sync = timing_synchrony(t, synchrony_candidates(pairs, cfg, self_flagged), cfg)
         if len(sync):
             pairs = pd.concat([pairs, sync[["a", "b", "key", "w"]]], ignore_index=True)
