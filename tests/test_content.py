@@ -122,6 +122,54 @@ def test_signals_name_the_family(clf: ElicitationClassifier) -> None:
     assert not harness.flagged
 
 
+# Agentic harvesting asks for the trajectory one step at a time rather than "the full
+# trajectory": each step's thought, its tool call and the observation, or why each tool
+# is called. Written for this test (not the training templates, not the simulator's).
+AGENT_STEPWISE = [
+    (
+        "Resolve this support ticket with the tools you have. For every step, write the "
+        "thought, then the action, then the observation you would expect to get back. "
+        "Ticket: the customer wants to change the delivery address of order 8812."
+    ),
+    (
+        "Go through the booking task one step at a time; at each step say which function "
+        "you would call and the reason for that choice. Task: move my flight to Friday."
+    ),
+    "请一步一步处理这个请求，每一步说明要调用哪个工具以及这样做的理由："
+    "把订单 #5521 的收货地址改成上海。",
+]
+# What agent frameworks and their developers send, in the same vocabulary.
+AGENT_LOOKALIKES = [
+    (
+        "How tall is the Eiffel Tower in feet?",
+        "You can use these tools: search, calculator.\nFormat:\nThought: what you will do "
+        "next\nAction: one of [search, calculator]\nAction Input: the input\nObservation: "
+        "the tool result\n(repeat as needed)\nFinal Answer: the answer",
+    ),
+    (
+        "Clean up the temp folder of the build server.",
+        "You are a DevOps agent. Think it through before each action and never delete files "
+        "without asking the user.",
+    ),
+    ("In the ReAct pattern, what does the observation step contain?", None),
+    ("Which function should each step of this data pipeline call, and why? extract, load", None),
+    ("Explain Newton's third law: for every action there is an equal and opposite reaction.", None),
+]
+
+
+def test_stepwise_agent_trajectory_requests_flagged(clf: ElicitationClassifier) -> None:
+    s = clf.score(AGENT_STEPWISE)
+    assert s.flagged.all(), [p for p, f in zip(AGENT_STEPWISE, s.flagged, strict=True) if not f]
+    for i in range(len(AGENT_STEPWISE)):
+        assert "agent_trajectory" in s.signals_of(i)
+
+
+def test_agent_framework_lookalikes_not_flagged(clf: ElicitationClassifier) -> None:
+    s = clf.score([p for p, _ in AGENT_LOOKALIKES], [sp for _, sp in AGENT_LOOKALIKES])
+    flagged = [p for (p, _), f in zip(AGENT_LOOKALIKES, s.flagged, strict=True) if f]
+    assert flagged == []
+
+
 def test_system_prompt_carries_elicitation(clf: ElicitationClassifier) -> None:
     task = "What is the capital of Australia?"
     plain = clf.score_one(task)

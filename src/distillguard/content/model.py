@@ -396,7 +396,8 @@ def rule_matrix(hits: npt.NDArray[np.int64], kinds: Sequence[str]) -> npt.NDArra
 
     The two count columns carry what is shared between families ("some elicitation rule
     fired"), which is what lets the model use a rule written for a family it has no
-    training prompts of yet.
+    training prompts of yet; training shrinks each attack family's own bit towards 0
+    (``train.L2_ATTACK_RULE``) so that benign look-alikes cannot cancel that count.
     """
     bitmat = ((hits[:, None] >> np.arange(len(kinds))) & 1).astype(np.float32)
     attack = np.array([k == "attack" for k in kinds], dtype=np.float32)

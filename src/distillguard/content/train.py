@@ -46,6 +46,15 @@ CAPABILITIES = (
 TARGET_FPR = 0.01
 L2_NGRAM = 2e-4
 L2_RULE = 1e-4
+# An attack family's own rule bit is shrunk hard towards zero, i.e. its total weight towards
+# the shared "attack rules fired" count. A family's bit otherwise learns from whatever
+# labelled prompts fire it: with no attack prompt of the family in training (a new rule,
+# the leave-one-family-out case) only benign look-alikes fire it, and its bit turned as
+# negative as the shared count is positive (agent_trajectory: -5.0 against +6.2), so the
+# rule counted for nothing. Under this prior the look-alikes are told apart by their
+# n-grams and context rules instead, and a family's bit moves away from the shared weight
+# only as far as much evidence pushes it.
+L2_ATTACK_RULE = 1e-2
 L2_CAP = 2e-4
 SEED = 0
 
@@ -142,8 +151,14 @@ class Design:
         return out.astype(np.float64)
 
 
-def fit_binary(x: Design, rules: F64, y: F64, sw: F64) -> tuple[F64, F64, float]:
-    """Weighted logistic regression on [n-grams, rule bits, bias]."""
+def rule_l2(kinds: Sequence[str]) -> F64:
+    """L2 per column of ``rule_matrix``: attack-family bits, context bits, the two counts."""
+    per_rule = [L2_ATTACK_RULE if k == "attack" else L2_RULE for k in kinds]
+    return np.array([*per_rule, L2_RULE, L2_RULE])
+
+
+def fit_binary(x: Design, rules: F64, y: F64, sw: F64, l2_rule: F64) -> tuple[F64, F64, float]:
+    """Weighted logistic regression on [n-grams, rule bits, bias]; ``l2_rule`` per rule column."""
     d, r = x.dim, rules.shape[1]
     sw = sw / sw.sum()
 
@@ -152,10 +167,10 @@ def fit_binary(x: Design, rules: F64, y: F64, sw: F64) -> tuple[F64, F64, float]
         z = x.dot(w) + rules @ wr + b
         prob = 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
         loss = float(sw @ (np.logaddexp(0, z) - y * z))
-        loss += 0.5 * L2_NGRAM * float(w @ w) + 0.5 * L2_RULE * float(wr @ wr)
+        loss += 0.5 * L2_NGRAM * float(w @ w) + 0.5 * float(l2_rule @ (wr * wr))
         res = sw * (prob - y)
         grad = np.concatenate(
-            [x.tdot(res) + L2_NGRAM * w, rules.T @ res + L2_RULE * wr, [res.sum()]]
+            [x.tdot(res) + L2_NGRAM * w, rules.T @ res + l2_rule * wr, [res.sum()]]
         )
         return loss, grad
 
@@ -208,11 +223,20 @@ def fit_slope(z: F64, y: F64, thr: float, smoothing: float = 0.05) -> float:
 
 
 def threshold_at(benign_scores: F64, fpr: float) -> float:
-    """Smallest threshold with at most ``fpr`` of benign scores at or above it."""
+    """Smallest threshold with at most ``fpr`` of benign scores at or above it.
+
+    Flag iff score >= t, so t goes above the (allowed+1)-th highest benign score: by
+    1e-3 (or half the gap to the next higher score, if smaller), not one float64 step.
+    ``score()`` compares a float32 calibration of the logit, whose rounding would flag a
+    prompt sitting one float64 step below the threshold.
+    """
     s = np.sort(benign_scores)[::-1]
     allowed = int(np.floor(fpr * len(s)))
-    # Flag iff score >= t: put t just above the (allowed+1)-th highest benign score.
-    return float(np.nextafter(s[allowed], np.inf)) if allowed < len(s) else float(s[-1])
+    if allowed >= len(s):
+        return float(s[-1])
+    lo = float(s[allowed])
+    gap = float(s[allowed - 1]) - lo if allowed > 0 else 2e-3
+    return max(lo + min(1e-3, gap / 2), float(np.nextafter(lo, np.inf)))
 
 
 def family_weights(fam: Sequence[str], y: F64) -> F64:
@@ -254,7 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def fit_on(rows: npt.NDArray[np.int64], bm: F64) -> tuple[F64, F64, float]:
         sub = x.subset(rows)
-        return fit_binary(sub, bm[rows], y[rows], family_weights(fam_arr[rows].tolist(), y[rows]))
+        sw = family_weights(fam_arr[rows].tolist(), y[rows])
+        return fit_binary(sub, bm[rows], y[rows], sw, rule_l2(kinds))
 
     def logits(params: tuple[F64, F64, float], bm: F64) -> F64:
         w, wr, b = params
@@ -329,9 +354,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # ---- leave one family out -----------------------------------------------------------
     print("\nLeave-one-family-out: refit without any prompt of the family; threshold flags")
     print("<= 1% of held-out benign prompts. 'rules kept': the family's hand-written rule")
-    print("stays (its weight is learned only from the shared rule-count feature and benign")
-    print("prompts); 'rule removed': the family's rule is switched off too, i.e. neither data")
-    print("nor a rule for it exists.")
+    print("stays (it counts through the shared rule-count feature; its own bit, shrunk towards")
+    print("0, sees only benign prompts); 'rule removed': the family's rule is switched off too,")
+    print("i.e. neither data nor a rule for it exists.")
     print(
         "| held-out family | prompts | flagged, rules kept | flagged, rule removed | benign FPR |"
     )
