@@ -1,0 +1,105 @@
+"""The content sample: nested hash cuts and the follow-up read of undecided accounts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import ibis
+import numpy as np
+import pandas as pd
+
+from distillguard.features.content import bucket_sizes, content_sample, followup_quota
+
+
+def _log(per_day: dict[str, int], days: int = 3) -> Any:
+    rows = []
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for acct, n in per_day.items():
+        for d in range(days):
+            for i in range(n):
+                rows.append(
+                    {
+                        "exchange_id": f"{acct}-{d}-{i}",
+                        "account_id": acct,
+                        "conversation_id": None,
+                        "ts": start + timedelta(days=d, seconds=10 * i),
+                        "prompt": f"question number {i} of day {d}",
+                        "system_prompt": None,
+                    }
+                )
+    df = pd.DataFrame(rows)
+    df["conversation_id"] = df["conversation_id"].astype(object)
+    df["system_prompt"] = df["system_prompt"].astype(object)
+    return ibis.memtable(df)
+
+
+def _ids(expr: Any) -> set[str]:
+    return set(expr.select("exchange_id").to_pyarrow().column(0).to_pylist())
+
+
+def test_followup_sample_extends_the_first_without_repeating_it() -> None:
+    t = _log({"a": 200, "b": 50, "c": 3})
+    sizes = bucket_sizes(t)
+    first = _ids(content_sample(t, per_bucket=4, sizes=sizes))
+    both = _ids(content_sample(t, per_bucket=40, sizes=sizes))
+    more = _ids(content_sample(t, per_bucket=40, sizes=sizes, after=4))
+    assert first and more
+    assert not first & more  # never re-reads a row
+    assert first | more == both  # nested cuts: the union is the bigger sample
+    # a per-bucket quota: only account b's buckets are read further
+    quota = np.where(sizes["account_id"] == "b", 40, np.minimum(sizes["n"], 4))
+    only_b = _ids(content_sample(t, per_bucket=quota, sizes=sizes, after=4))
+    assert only_b and all(x.startswith("b-") for x in only_b)
+    # a quiet account is read whole by the first sample; nothing is left for a second
+    assert {x for x in both if x.startswith("c-")} <= first
+
+
+def _sizes(accounts: list[str], days: int, n: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "account_id": [a for a in accounts for _ in range(days)],
+            "b": [86400 * d for _ in accounts for d in range(days)],
+            "n": n,
+        }
+    )
+
+
+def test_followup_reads_only_undecided_accounts_and_never_uses_later_days() -> None:
+    days, base = 5, 2
+    sizes = _sizes(["honest", "harvester", "blatant", "late"], days, 30)
+    elicit = {
+        "honest": [0, 0, 0, 0, 0],  # below the lowest bar: decided
+        "harvester": [1, 0, 1, 1, 0],  # above it, not decisively: read more
+        "blatant": [2, 2, 2, 2, 2],  # far above it: decided after its first day
+        "late": [0, 0, 0, 2, 2],  # turns suspicious on day 4
+    }
+    first = sizes.assign(
+        c_n=base, c_elicit=[k for a in sizes["account_id"].unique() for k in elicit[a]]
+    )
+    quota = followup_quota(
+        sizes, first, base=base, per_bucket=20, rate=0.02, z_range=(1.0, 8.0), budget=10**6
+    )
+    got = pd.Series(quota, index=pd.MultiIndex.from_frame(sizes[["account_id", "b"]]))
+    assert (got["honest"] == base).all()
+    assert got["blatant"].iloc[0] == 20 and (got["blatant"].iloc[1:] == base).all()
+    assert (got["harvester"] == 20).all()
+    # the read of a day depends on that day's evidence and earlier days' only
+    assert (got["late"].iloc[:3] == base).all() and (got["late"].iloc[3:] == 20).all()
+
+
+def test_followup_fits_its_budget() -> None:
+    sizes = _sizes([f"a{i}" for i in range(10)], 4, 100)
+    first = sizes.assign(c_n=2, c_elicit=1)
+    budget = 300
+    quota = followup_quota(
+        sizes, first, base=2, per_bucket=64, rate=0.02, z_range=(1.0, 50.0), budget=budget
+    )
+    extra = int((quota - 2).sum())
+    assert 0 < extra <= budget
+    assert (quota >= 2).all() and (quota <= 64).all()
+    # no budget, no second read
+    none = followup_quota(
+        sizes, first, base=2, per_bucket=64, rate=0.02, z_range=(1.0, 50.0), budget=0
+    )
+    assert (none == 2).all()
