@@ -103,3 +103,79 @@ def test_followup_fits_its_budget() -> None:
         sizes, first, base=2, per_bucket=64, rate=0.02, z_range=(1.0, 50.0), budget=0
     )
     assert (none == 2).all()
+
+
+def test_policy_sets_the_followup_read() -> None:
+    import pytest
+
+    from distillguard.errors import ConfigError
+    from distillguard.policy import load_policy, parse_policy
+    from distillguard.scan import _followup
+
+    pol = load_policy()
+    f = _followup(pol)
+    assert f is not None and f.budget == pol.content_followup_max_prompts > 0
+    # the lowest bar the content detector can set is what the second read is judged against
+    content = next(d for d in pol.detectors if d.name == "content")
+    assert f.rate == content.params["min_rate"]
+    assert f.per_bucket == pol.content_per_bucket
+    raw = {**pol.raw, "scan": {**pol.raw["scan"], "content_followup_max_prompts": 0}}
+    assert _followup(parse_policy(raw)) is None
+    raw["scan"]["content_followup_max_prompts"] = -1
+    with pytest.raises(ConfigError, match="content_followup_max_prompts"):
+        parse_policy(raw)
+
+
+class _StubClassifier:
+    """Flags prompts containing ELICIT, backed by a named rule (bit 0)."""
+
+    capability_names = ("other",)
+    signal_names = ("rule:cot",)
+
+    def score(self, prompts: list[str | None], systems: list[str | None]) -> Any:
+        from types import SimpleNamespace
+
+        hit = np.array(["ELICIT" in (p or "") for p in prompts])
+        return SimpleNamespace(
+            elicitation=hit.astype(np.float32),
+            flagged=hit,
+            signals=hit.astype(np.int64),
+            capability=np.zeros(len(prompts), dtype=np.int64),
+        )
+
+
+def test_score_sample_reads_undecided_accounts_further(tmp_path: Any) -> None:
+    import pyarrow.parquet as pq
+
+    from distillguard.features.content import Followup, score_sample
+
+    con = ibis.duckdb.connect()
+    df = _log({"harvester": 30, "honest": 30}, days=4).to_pandas()
+    eliciting = df["account_id"].eq("harvester") & (df.index % 4 == 0)
+    df.loc[eliciting, "prompt"] = df.loc[eliciting, "prompt"] + " ELICIT"
+    import pyarrow as pa
+
+    schema = pa.schema(
+        [
+            ("exchange_id", pa.string()),
+            ("account_id", pa.string()),
+            ("conversation_id", pa.string()),
+            ("ts", pa.timestamp("us", tz="UTC")),
+            ("prompt", pa.string()),
+            ("system_prompt", pa.string()),
+        ]
+    )
+    pq.write_table(pa.Table.from_pandas(df, schema=schema, preserve_index=False), tmp_path / "l.pq")
+    t = con.read_parquet(tmp_path / "l.pq")
+    out = tmp_path / "content.parquet"
+    follow = Followup(per_bucket=20, rate=0.02, budget=10**6, z_range=(1.0, 50.0))
+    done = score_sample(con, t, out, _StubClassifier(), per_bucket=2, followup=follow)
+    got = pq.read_table(out).to_pandas()
+    assert len(got) == done and got["exchange_id"].is_unique
+    per = got.groupby("account_id").size()
+    plain = score_sample(con, t, tmp_path / "plain.parquet", _StubClassifier(), per_bucket=2)
+    thin = pq.read_table(tmp_path / "plain.parquet").to_pandas().groupby("account_id").size()
+    assert plain == thin.sum() < done
+    assert per["honest"] == thin["honest"]  # decided by the thin sample
+    assert per["harvester"] >= thin["harvester"] + 20  # undecided: read further
+    assert not list(tmp_path.glob("content.*.parquet"))  # the two reads merged
