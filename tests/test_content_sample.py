@@ -8,6 +8,7 @@ from typing import Any
 import ibis
 import numpy as np
 import pandas as pd
+import pytest
 
 from distillguard.features.content import bucket_sizes, content_sample, followup_quota
 
@@ -179,3 +180,48 @@ def test_score_sample_reads_undecided_accounts_further(tmp_path: Any) -> None:
     assert per["honest"] == thin["honest"]  # decided by the thin sample
     assert per["harvester"] >= thin["harvester"] + 20  # undecided: read further
     assert not list(tmp_path.glob("content.*.parquet"))  # the two reads merged
+
+
+def test_peer_bar_comes_from_the_first_read() -> None:
+    from distillguard.detectors.content import ContentDetector
+
+    # Early in a log only the accounts read further have enough prompts read: they are the
+    # harvesters, and their shares must not set the bar they are judged against.
+    n = 40
+    X = pd.DataFrame(
+        {
+            "content_sampled": [60.0] * n + [2.0] * 200,
+            "elicitation_share": [0.3] * n + [0.0] * 200,
+            "base_sampled": [12.0] * n + [12.0] * 200,
+            "base_elicitation_share": [0.25] * n + [0.0] * 200,
+        }
+    )
+    fitted = ContentDetector().fit(X)
+    assert fitted.rates_["__all__"] == pytest.approx(0.02)
+    assert (fitted.score(X, explain=False).score[:n] >= 0.5).all()
+    # without the first read's columns the same accounts set a bar that hides them
+    plain = ContentDetector().fit(X[["content_sampled", "elicitation_share"]])
+    assert plain.rates_["__all__"] > 0.2
+
+
+def test_content_sums_count_the_first_read_apart(tmp_path: Any) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from distillguard.features.content import content_bucket_sums
+
+    rows = pa.table(
+        {
+            "account_id": ["a"] * 5,
+            "bucket": [datetime(2026, 1, 1, tzinfo=UTC)] * 5,
+            "base": [1, 1, 0, 0, 0],
+            "elicit": [1, 0, 1, 1, 1],
+            "elicitation": [0.9, 0.1, 0.9, 0.9, 0.9],
+            "cap": pa.array([0, 1, 2, 3, 3], pa.int8()),
+        }
+    )
+    pq.write_table(rows, tmp_path / "c.parquet")
+    con = ibis.duckdb.connect()
+    got = content_bucket_sums(con.read_parquet(tmp_path / "c.parquet")).to_pandas().iloc[0]
+    assert (got["c_n"], got["c_elicit"]) == (5, 4)
+    assert (got["c_base_n"], got["c_base_elicit"]) == (2, 1)

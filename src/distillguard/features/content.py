@@ -35,6 +35,10 @@ CONTENT_SUM_COLUMNS = (
     "c_elicit_sum",
     *(f"c_cap_{c}" for c in TRACKED_CAPABILITIES),
     "c_cap_other",
+    # The first, uniform read only (``followup_quota`` reads suspicious accounts further):
+    # peer baselines are fitted on these, which the second read's selection cannot bias.
+    "c_base_n",
+    "c_base_elicit",
 )
 # Summed only when the policy runs the distribution test (it costs about what classifying
 # the sample does).
@@ -110,7 +114,13 @@ def content_sample(
     keep = j.h < j.cut
     if after is not None:
         keep &= j.h >= j.lo
-    chosen = j.filter(keep).select("exchange_id", "account_id", "conversation_id", "bucket")
+    chosen = j.filter(keep).select(
+        "exchange_id",
+        "account_id",
+        "conversation_id",
+        "bucket",
+        base=ibis.literal(1 if after is None else 0, "int64"),
+    )
     return chosen.join(t.select("exchange_id", "prompt", "system_prompt"), "exchange_id")
 
 
@@ -321,7 +331,7 @@ def score_sample(
     each prompt's sketch if ``sketch``. With ``followup``, a first sample of
     ``per_bucket`` per bucket decides which accounts are read further (``followup_quota``);
     both reads land in ``out_path``."""
-    keep = ("exchange_id", "account_id", "conversation_id", "bucket")
+    keep = ("exchange_id", "account_id", "conversation_id", "bucket", "base")
 
     def classify(expr: Any, path: Path) -> int:
         return classify_to_parquet(
@@ -391,6 +401,9 @@ def content_bucket_sums(scored: Any) -> Any:
     for i, name in enumerate(TRACKED_CAPABILITIES):
         aggs[f"c_cap_{name}"] = (scored.cap == i).cast("int64").sum()
     aggs["c_cap_other"] = (scored.cap == len(TRACKED_CAPABILITIES)).cast("int64").sum()
+    base = scored.base if "base" in scored.columns else ibis.literal(1, "int64")
+    aggs["c_base_n"] = base.sum()
+    aggs["c_base_elicit"] = (scored.elicit * base).sum()
     for name in SKETCH_SUM_COLUMNS:
         if name in scored.columns:
             aggs[name] = scored[name].cast("int64").sum()
