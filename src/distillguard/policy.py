@@ -56,6 +56,7 @@ class Policy:
     memory_limit: str = "2GB"
     content_per_bucket: int = 64
     content_max_prompts: int = 300_000
+    content_followup_max_prompts: int = 3_000_000
     exchange_content_limit: int = 1_000_000
     detectors: tuple[DetectorSpec, ...] = ()
     linking: LinkingConfig = field(default_factory=lambda: LinkingConfig(dict(DEFAULT_LINK_KEYS)))
@@ -91,6 +92,7 @@ def parse_policy(data: dict[str, Any], source: str = "<policy>") -> Policy:
             "memory_limit",
             "content_per_bucket",
             "content_max_prompts",
+            "content_followup_max_prompts",
             "exchange_content_limit",
         },
         "scan",
@@ -138,6 +140,7 @@ def parse_policy(data: dict[str, Any], source: str = "<policy>") -> Policy:
         exchange_content_limit=count("exchange_content_limit", 1_000_000, 0, 1e12),
         content_max_prompts=count("content_max_prompts", 300_000, 1, 1e12),
         content_per_bucket=count("content_per_bucket", 64, 1, 1e6),
+        content_followup_max_prompts=count("content_followup_max_prompts", 3_000_000, 0, 1e12),
         detectors=tuple(specs),
         linking=link,
         source=source,

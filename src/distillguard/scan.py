@@ -44,6 +44,7 @@ from distillguard.features import (
 from distillguard.features.content import (
     SKETCH_SUM_COLUMNS,
     TRACKED_CAPABILITIES,
+    Followup,
     bucket_sizes,
     classify_to_parquet,
     content_bucket_sums,
@@ -87,6 +88,16 @@ def _latest_rows(days: Any) -> pd.DataFrame:
     newest = days.group_by("account_id").aggregate(bucket=days.bucket.max())
     rows = days.join(newest, ["account_id", "bucket"]).order_by("account_id")
     return utc_buckets(rows.to_pyarrow().to_pandas())
+
+
+def _followup(pol: Policy) -> Followup | None:
+    """The content sample's second read (``features.content.followup_quota``): accounts
+    whose eliciting share so far is above the lowest bar the content detector can set."""
+    spec = next((d for d in pol.detectors if d.name == "content"), None)
+    if spec is None or pol.content_followup_max_prompts <= 0:
+        return None
+    rate = float(spec.params.get("min_rate", 0.02))
+    return Followup(pol.content_per_bucket, rate, pol.content_followup_max_prompts)
 
 
 def _peer_groups(accounts: pd.DataFrame | None, ids: pd.Index) -> pd.Series:
@@ -230,6 +241,7 @@ def _scan(
         sizes=sizes,
         sketch=sketch,
         executor=pool,
+        followup=_followup(pol),
     )
     rep.log(f"{classified:,} prompts classified")
     content = content_bucket_sums(con.read_parquet(content_path))

@@ -66,8 +66,16 @@ class ContentDetector(Detector):
 
     def fit(self, X: pd.DataFrame) -> Self:
         groups = peer_groups(X)
-        enough = X["content_sampled"].to_numpy(dtype=float) >= self.min_sampled
-        share = X["elicitation_share"].to_numpy(dtype=float)
+        # The bar comes from the uniform first read where the sample has one: a second read
+        # of the suspicious accounts would otherwise fill the peers with harvesters (on a
+        # log's first days they were the only accounts with enough prompts read).
+        sampled, shares = (
+            ("base_sampled", "base_elicitation_share")
+            if "base_sampled" in X.columns
+            else ("content_sampled", "elicitation_share")
+        )
+        enough = X[sampled].to_numpy(dtype=float) >= self.min_sampled
+        share = X[shares].to_numpy(dtype=float)
         rates: dict[str, float] = {}
         for group in [ALL_PEERS, *sorted(set(groups))]:
             mask = enough if group == ALL_PEERS else enough & (groups == group)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,10 @@ CONTENT_SUM_COLUMNS = (
     "c_elicit_sum",
     *(f"c_cap_{c}" for c in TRACKED_CAPABILITIES),
     "c_cap_other",
+    # The first, uniform read only (``followup_quota`` reads suspicious accounts further):
+    # peer baselines are fitted on these, which the second read's selection cannot bias.
+    "c_base_n",
+    "c_base_elicit",
 )
 # Summed only when the policy runs the distribution test (it costs about what classifying
 # the sample does).
@@ -72,22 +77,30 @@ def per_bucket_for_budget(sizes: pd.DataFrame, *, per_bucket: int, budget: int) 
 
 
 def content_sample(
-    t: Any, *, per_bucket: int, bucket: str = "D", sizes: pd.DataFrame | None = None
+    t: Any,
+    *,
+    per_bucket: int | np.ndarray[Any, Any],
+    bucket: str = "D",
+    sizes: pd.DataFrame | None = None,
+    after: int | np.ndarray[Any, Any] | None = None,
 ) -> Any:
     """About ``per_bucket`` prompts with text per (account, bucket), all of them where there
     are no more: each row is kept when its exchange id's digest falls under its bucket's
     cut (``per_bucket / n`` of the digest range). A threshold rather than a ranking, so the
-    log is never sorted; the chosen rows' prompts are joined back afterwards."""
+    log is never sorted; the chosen rows' prompts are joined back afterwards.
+
+    ``per_bucket`` is one number or one per row of ``sizes``. With ``after`` (likewise),
+    only the rows a sample of ``per_bucket`` adds to one of ``after`` are chosen: the cuts
+    are nested, so a follow-up sample never repeats a row already read."""
     sizes = bucket_sizes(t, bucket) if sizes is None else sizes
     n = sizes["n"].to_numpy(dtype=np.int64)
-    over = n > per_bucket
-    # 'g' sorts after every hex digit: the whole bucket is kept
-    cuts = np.full(len(n), "g", dtype=object)
-    scaled = (per_bucket * 16**_DIGITS) // np.maximum(n[over], 1)
-    cuts[over] = [f"{int(c):0{_DIGITS}x}" for c in scaled]
-    m = ibis.memtable(
-        pd.DataFrame({"account_id": sizes["account_id"], "b": sizes["b"], "cut": cuts})
-    )
+    hi = _cuts(n, np.broadcast_to(np.asarray(per_bucket, dtype=np.int64), n.shape))
+    frame = pd.DataFrame({"account_id": sizes["account_id"], "b": sizes["b"], "cut": hi})
+    if after is not None:
+        lo = _cuts(n, np.broadcast_to(np.asarray(after, dtype=np.int64), n.shape))
+        frame["lo"] = lo
+        frame = frame[frame["lo"] < frame["cut"]]
+    m = ibis.memtable(frame.reset_index(drop=True))
     f = _with_text(t)
     c = f.select(
         "exchange_id",
@@ -98,8 +111,74 @@ def content_sample(
         h=stable_hash(f.exchange_id).left(_DIGITS),
     )
     j = c.join(m, ["account_id", "b"])
-    chosen = j.filter(j.h < j.cut).select("exchange_id", "account_id", "conversation_id", "bucket")
+    keep = j.h < j.cut
+    if after is not None:
+        keep &= j.h >= j.lo
+    chosen = j.filter(keep).select(
+        "exchange_id",
+        "account_id",
+        "conversation_id",
+        "bucket",
+        base=ibis.literal(1 if after is None else 0, "int64"),
+    )
     return chosen.join(t.select("exchange_id", "prompt", "system_prompt"), "exchange_id")
+
+
+def _cuts(n: np.ndarray[Any, Any], k: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Each bucket's digest cut for a sample of ``k`` of its ``n`` rows ('g', which sorts
+    after every hex digit, keeps the whole bucket; '' keeps nothing)."""
+    cuts = np.full(len(n), "g", dtype=object)
+    over = n > k
+    scaled = (k[over] * 16**_DIGITS) // np.maximum(n[over], 1)
+    cuts[over] = [f"{int(c):0{_DIGITS}x}" if c > 0 else "" for c in scaled]
+    out: np.ndarray[Any, Any] = cuts
+    return out
+
+
+def followup_quota(
+    sizes: pd.DataFrame,
+    first: pd.DataFrame,
+    *,
+    base: int,
+    per_bucket: int,
+    rate: float,
+    z_range: tuple[float, float],
+    budget: int,
+) -> np.ndarray[Any, Any]:
+    """Per row of ``sizes``: how many prompts to read of that (account, bucket) in all.
+
+    ``first`` holds what a first sample of ``base`` per bucket found (``account_id``,
+    ``b``, ``c_n`` read, ``c_elicit`` eliciting). Evidence about an account grows with the
+    square root of what is read of it, and most accounts need little: one whose eliciting
+    share is no higher than ``rate`` (the lowest bar any peer group can have) cannot be
+    flagged on content, one far above it is decided already. The undecided ones, whose
+    share *so far* (their first sample up to and including that bucket: a daily job has
+    that bucket's data, never a later one's) is above ``rate`` by a binomial z within
+    ``z_range``, are read up to ``per_bucket`` a bucket instead, fewer if that would add
+    more than ``budget`` prompts (at least ``base``)."""
+    n = sizes["n"].to_numpy(dtype=np.int64)
+    quota = np.minimum(n, base)
+    if per_bucket <= base or budget <= 0 or sizes.empty:
+        return np.asarray(quota, dtype=np.int64)
+    got = first.groupby(["account_id", "b"], sort=False)[["c_n", "c_elicit"]].sum()
+    keys = pd.MultiIndex.from_arrays([sizes["account_id"], sizes["b"]])
+    read = got.reindex(keys).fillna(0.0)
+    order = np.lexsort((sizes["b"].to_numpy(), sizes["account_id"].to_numpy()))
+    acct = sizes["account_id"].to_numpy()[order]
+    cn = pd.Series(read["c_n"].to_numpy()[order]).groupby(acct, sort=False).cumsum()
+    ck = pd.Series(read["c_elicit"].to_numpy()[order]).groupby(acct, sort=False).cumsum()
+    cn_a, ck_a = cn.to_numpy(dtype=float), ck.to_numpy(dtype=float)
+    z = (ck_a - cn_a * rate - 0.5) / np.sqrt(np.maximum(cn_a * rate * (1.0 - rate), 1e-9))
+    follow = np.zeros(len(n), dtype=bool)
+    follow[order] = (z >= z_range[0]) & (z < z_range[1])
+    k = per_bucket
+    while k > base:
+        extra = int((np.minimum(n[follow], k) - quota[follow]).sum())
+        if extra <= budget:
+            break
+        k = max(base, k * 3 // 4)
+    out: np.ndarray[Any, Any] = np.where(follow, np.minimum(n, max(k, base)), quota)
+    return out
 
 
 _DIGITS = 12  # of the md5 digest compared: 48 bits, ample for any bucket's size
@@ -221,6 +300,19 @@ def classify_to_parquet(
     return done
 
 
+@dataclass(frozen=True)
+class Followup:
+    """A second, targeted read of the accounts a thin first sample leaves undecided (see
+    ``followup_quota``): up to ``per_bucket`` prompts per bucket for accounts whose
+    eliciting share so far is above ``rate`` by a binomial z within ``z_range``, at most
+    ``budget`` more prompts in all."""
+
+    per_bucket: int
+    rate: float
+    budget: int
+    z_range: tuple[float, float] = (1.0, 8.0)
+
+
 def score_sample(
     con: Any,
     t: Any,
@@ -233,20 +325,71 @@ def score_sample(
     progress: Callable[[int], None] | None = None,
     sketch: bool = False,
     executor: Executor | None = None,
+    followup: Followup | None = None,
 ) -> int:
     """Classify the sampled prompts into ``out_path`` (one row per sampled exchange), with
-    each prompt's sketch if ``sketch``."""
-    expr = content_sample(t, per_bucket=per_bucket, bucket=bucket, sizes=sizes)
-    return classify_to_parquet(
-        con,
-        expr,
-        out_path,
-        classifier,
-        keep=("exchange_id", "account_id", "conversation_id", "bucket"),
-        progress=progress,
-        sketch=sketch,
-        executor=executor,
+    each prompt's sketch if ``sketch``. With ``followup``, a first sample of
+    ``per_bucket`` per bucket decides which accounts are read further (``followup_quota``);
+    both reads land in ``out_path``."""
+    keep = ("exchange_id", "account_id", "conversation_id", "bucket", "base")
+
+    def classify(expr: Any, path: Path) -> int:
+        return classify_to_parquet(
+            con,
+            expr,
+            path,
+            classifier,
+            keep=keep,
+            progress=progress,
+            sketch=sketch,
+            executor=executor,
+        )
+
+    sizes = bucket_sizes(t, bucket) if sizes is None else sizes
+    first_expr = content_sample(t, per_bucket=per_bucket, bucket=bucket, sizes=sizes)
+    if followup is None or followup.per_bucket <= per_bucket:
+        return classify(first_expr, out_path)
+    parts = [out_path.with_name(f"{out_path.stem}.{i}.parquet") for i in (1, 2)]
+    done = classify(first_expr, parts[0])
+    s = con.read_parquet(parts[0])
+    first = (
+        s.group_by(["account_id", _bucket_key(s.bucket, bucket).name("b")])
+        .aggregate(c_n=s.count(), c_elicit=s.elicit.sum())
+        .to_pyarrow()
+        .to_pandas()
     )
+    quota = followup_quota(
+        sizes,
+        first,
+        base=per_bucket,
+        per_bucket=followup.per_bucket,
+        rate=followup.rate,
+        z_range=followup.z_range,
+        budget=followup.budget,
+    )
+    more = content_sample(t, per_bucket=quota, bucket=bucket, sizes=sizes, after=per_bucket)
+    done += classify(more, parts[1])
+    _concat_parquet(parts, out_path)
+    return done
+
+
+def _concat_parquet(parts: list[Path], out_path: Path) -> None:
+    """Stream ``parts`` (one schema) into ``out_path`` and delete them."""
+    writer: pq.ParquetWriter | None = None
+    try:
+        for part in parts:
+            f = pq.ParquetFile(part)
+            for batch in f.iter_batches(batch_size=65536):
+                if writer is None:
+                    writer = pq.ParquetWriter(out_path, f.schema_arrow)
+                writer.write_batch(batch)
+            if writer is None:
+                writer = pq.ParquetWriter(out_path, f.schema_arrow)
+    finally:
+        if writer is not None:
+            writer.close()
+    for part in parts:
+        part.unlink()
 
 
 def content_bucket_sums(scored: Any) -> Any:
@@ -258,6 +401,9 @@ def content_bucket_sums(scored: Any) -> Any:
     for i, name in enumerate(TRACKED_CAPABILITIES):
         aggs[f"c_cap_{name}"] = (scored.cap == i).cast("int64").sum()
     aggs["c_cap_other"] = (scored.cap == len(TRACKED_CAPABILITIES)).cast("int64").sum()
+    base = scored.base if "base" in scored.columns else ibis.literal(1, "int64")
+    aggs["c_base_n"] = base.sum()
+    aggs["c_base_elicit"] = (scored.elicit * base).sum()
     for name in SKETCH_SUM_COLUMNS:
         if name in scored.columns:
             aggs[name] = scored[name].cast("int64").sum()

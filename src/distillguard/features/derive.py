@@ -85,11 +85,20 @@ def _content_features(sums: Mapping[str, Any]) -> dict[str, FloatArray]:
         for col, feat in zip(SKETCH_COLUMNS, SKETCH_FEATURES, strict=True):
             sketch[feat] = _arr(sums[col]) / (safe * SKETCH_SCALE)
         sketch[SKETCH_SQ_FEATURE] = _arr(sums[SKETCH_SQ_COLUMN]) / (safe * SKETCH_SCALE**2)
-    return sketch | {
-        "content_sampled": sampled,
-        "elicitation_share": _arr(sums["c_elicit"]) / safe,
-        "mean_elicitation": _arr(sums["c_elicit_sum"]) / safe,
-        "coding_share": _arr(sums["c_cap_coding"]) / safe,
-        "math_share": _arr(sums["c_cap_math"]) / safe,
-        "agentic_share": _arr(sums["c_cap_agentic"]) / safe,
-    }
+    base: dict[str, FloatArray] = {}
+    if "c_base_n" in sums:
+        base_n = _arr(sums["c_base_n"])
+        base["base_sampled"] = base_n
+        base["base_elicitation_share"] = _arr(sums["c_base_elicit"]) / np.maximum(base_n, 1.0)
+    return (
+        sketch
+        | base
+        | {
+            "content_sampled": sampled,
+            "elicitation_share": _arr(sums["c_elicit"]) / safe,
+            "mean_elicitation": _arr(sums["c_elicit_sum"]) / safe,
+            "coding_share": _arr(sums["c_cap_coding"]) / safe,
+            "math_share": _arr(sums["c_cap_math"]) / safe,
+            "agentic_share": _arr(sums["c_cap_agentic"]) / safe,
+        }
+    )
