@@ -39,7 +39,7 @@ from distillguard.features import (
     SUM_COLUMNS,
     account_bucket_table,
     derive_features,
-    utc_buckets,
+    utc_times,
 )
 from distillguard.features.content import (
     SKETCH_SUM_COLUMNS,
@@ -87,7 +87,7 @@ def _latest_rows(days: Any) -> pd.DataFrame:
     """Each account's latest cumulative row (its sums over the whole log), by account."""
     newest = days.group_by("account_id").aggregate(bucket=days.bucket.max())
     rows = days.join(newest, ["account_id", "bucket"]).order_by("account_id")
-    return utc_buckets(rows.to_pyarrow().to_pandas())
+    return utc_times(rows.to_pyarrow().to_pandas())
 
 
 def _followup(pol: Policy) -> Followup | None:
@@ -724,7 +724,7 @@ class _DailyReplay:
         """The sums so far of the accounts active on ``day``, indexed by account (the row
         groups of other days are skipped on their statistics)."""
         table = self._data.to_table(filter=pa.dataset.field("bucket") == pa.scalar(day, self._type))
-        return utc_buckets(table.to_pandas()).set_index("account_id", drop=False)
+        return utc_times(table.to_pandas()).set_index("account_id", drop=False)
 
     def __iter__(self) -> Iterator[tuple[pd.Timestamp, pd.DataFrame, pd.DataFrame, list[Any]]]:
         """Each day: its end, its rows, their features and that day's fitted detectors."""

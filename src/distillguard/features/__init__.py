@@ -17,7 +17,7 @@ from distillguard.features.aggregates import (
     bucket_sums,
     cumulative_sums,
     exchange_contributions,
-    utc_buckets,
+    utc_times,
 )
 from distillguard.features.content import CONTENT_SUM_COLUMNS
 from distillguard.features.derive import CONTENT_FEATURE_NAMES, FEATURE_NAMES, derive_features
@@ -45,5 +45,5 @@ __all__ = [
     "derive_features",
     "distinct_values",
     "exchange_contributions",
-    "utc_buckets",
+    "utc_times",
 ]

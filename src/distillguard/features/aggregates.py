@@ -100,14 +100,15 @@ def account_bucket_frame(
     table = account_bucket_table(
         t, bucket=bucket, extra=extra, extra_columns=extra_columns
     ).to_pyarrow()
-    return utc_buckets(table.to_pandas(self_destruct=True, split_blocks=True))
+    return utc_times(table.to_pandas(self_destruct=True, split_blocks=True))
 
 
-def utc_buckets(df: pd.DataFrame) -> pd.DataFrame:
-    """``df`` with its ``bucket`` column zoned UTC (engines truncate in UTC, and some then
-    drop the zone)."""
-    if df["bucket"].dt.tz is None:
-        df["bucket"] = df["bucket"].dt.tz_localize("UTC")
+def utc_times(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with its time columns (``bucket``, ``first_ts``, ``last_ts``) zoned UTC:
+    engines truncate in UTC, and some then drop the zone (as does Spark's Parquet)."""
+    for name in ("bucket", "first_ts", "last_ts"):
+        if name in df.columns and df[name].dt.tz is None:
+            df[name] = df[name].dt.tz_localize("UTC")
     return df
 
 
