@@ -542,6 +542,8 @@ def _key_pairs(
     left.append(chained)
     right.append(chained + 1)
     i, j = np.concatenate(left), np.concatenate(right)
+    distinct = account[i] < account[j]  # an account listed twice for a value is no pair
+    i, j = i[distinct], j[distinct]
     w = base[i] / (damp[i] * damp[j])
     unique, inverse = np.unique(
         account[i].astype(np.int64) * width + account[j], return_inverse=True
