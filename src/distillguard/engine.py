@@ -170,7 +170,13 @@ def write_parquet_parts(con: Any, exprs: list[Any], path: Path) -> None:
     parts = [path.with_name(f"{path.name}.{i}") for i in range(len(exprs))]
     for expr, part in zip(exprs, parts, strict=True):
         write_parquet(con, expr, part)
-    schema = pq.read_schema(parts[0])
+    concat_parquet(parts, path)
+
+
+def concat_parquet(parts: list[Path], path: Path, schema: pa.Schema | None = None) -> None:
+    """Copy the rows of the Parquet files ``parts`` (one schema, by default the first's)
+    into the one file ``path``, a batch at a time, deleting each part once copied."""
+    schema = pq.read_schema(parts[0]) if schema is None else schema
     with pq.ParquetWriter(path, schema) as writer:
         for part in parts:
             for batch in pq.ParquetFile(part).iter_batches():
@@ -192,11 +198,7 @@ def write_parquet(con: Any, expr: Any, path: Path) -> None:
     parts = path.with_name(path.name + ".parts")
     shutil.rmtree(parts, ignore_errors=True)
     _spark_frame(con, expr).write.mode("overwrite").parquet(parts.as_posix())
-    schema = expr.schema().to_pyarrow()
-    with pq.ParquetWriter(path, schema) as writer:
-        for part in sorted(parts.glob("part-*.parquet")):
-            for batch in pq.ParquetFile(part).iter_batches():
-                writer.write_table(pa.Table.from_batches([batch]).cast(schema))
+    concat_parquet(sorted(parts.glob("part-*.parquet")), path, expr.schema().to_pyarrow())
     shutil.rmtree(parts, ignore_errors=True)
 
 

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from distillguard import prompt_edges
 from distillguard.content.model import LEXICAL_SIGNAL
-from distillguard.engine import iter_batches, stable_hash
+from distillguard.engine import concat_parquet, iter_batches, stable_hash
 from distillguard.features.sketch import SKETCH_COLUMNS, SKETCH_SQ_COLUMN, prompt_sketch
 
 # Capabilities a harvester targets; each gets a running count per account.
@@ -369,27 +369,8 @@ def score_sample(
     )
     more = content_sample(t, per_bucket=quota, bucket=bucket, sizes=sizes, after=per_bucket)
     done += classify(more, parts[1])
-    _concat_parquet(parts, out_path)
+    concat_parquet(parts, out_path)
     return done
-
-
-def _concat_parquet(parts: list[Path], out_path: Path) -> None:
-    """Stream ``parts`` (one schema) into ``out_path`` and delete them."""
-    writer: pq.ParquetWriter | None = None
-    try:
-        for part in parts:
-            f = pq.ParquetFile(part)
-            for batch in f.iter_batches(batch_size=65536):
-                if writer is None:
-                    writer = pq.ParquetWriter(out_path, f.schema_arrow)
-                writer.write_batch(batch)
-            if writer is None:
-                writer = pq.ParquetWriter(out_path, f.schema_arrow)
-    finally:
-        if writer is not None:
-            writer.close()
-    for part in parts:
-        part.unlink()
 
 
 def content_bucket_sums(scored: Any) -> Any:
