@@ -17,7 +17,10 @@ from distillguard.errors import ConfigError
 from distillguard.linking import (
     SYNC_KEY,
     TEMPLATE_KEYS,
+    Campaign,
     LinkingConfig,
+    crowd_values,
+    group_crowds,
     link_accounts,
     mixes_differ,
     pair_evidence,
@@ -547,3 +550,94 @@ def test_on_a_sample_everyday_phrasing_is_told_from_a_wrapper_by_how_often_each_
     assert set(got["account_id"]) == set("abc")
     roomy = _template_uses(t, ["prompt_prefix"], replace(cfg, max_key_accounts=500))
     assert len(set(roomy[0].to_pandas()["account_id"])) == 403
+
+
+def crowd_rows(
+    members: list[str], values: list[str], rng: np.random.Generator, key: str = "prompt_prefix"
+) -> list[dict[str, Any]]:
+    """Crowd-value rows: each member uses most of ``values``, in its own proportions."""
+    rows = []
+    for m in members:
+        for v in values:
+            if rng.random() < 0.8:
+                rows.append(
+                    {"account_id": m, "key": key, "value": v, "uses": int(rng.integers(5, 50))}
+                )
+    return rows
+
+
+def test_big_campaigns_are_grouped_by_their_crowd_values_and_kept_apart() -> None:
+    rng = np.random.default_rng(0)
+    a = [f"a{i:03d}" for i in range(60)]
+    b = [f"b{i:03d}" for i in range(60)]
+    rows = crowd_rows(a, [f"wrapper A{i}" for i in range(12)], rng)
+    rows += crowd_rows(b, [f"wrapper B{i}" for i in range(12)], rng)
+    # Both use the same proxy provider: shared infrastructure, not one operator.
+    rows += crowd_rows(a + b, [f"asn {i}" for i in range(3)], rng, key="asn")
+    crowd = pd.DataFrame(rows).assign(accounts=500)
+    ids = a + b
+    pair_campaign = Campaign("C-pair", a[:3], 0.9, {"payment_fingerprint": ["card-1"]})
+    got = group_crowds([pair_campaign], crowd, scores(ids, 0.9), CFG)
+    assert sorted(c.account_ids for c in got) == [a, b]
+    grouped = next(c for c in got if c.account_ids == a)
+    assert grouped.shared["payment_fingerprint"] == ["card-1"]  # the pair campaign's evidence
+    assert any("held by 500 accounts" in v for v in grouped.shared["prompt_prefix (crowd)"])
+    # One of A's accounts harvests something else entirely: taken out of A.
+    mix = mix_of({(300, 300, 100): ids})
+    mix.loc["a010"] = [50, 50, 600]
+    split = group_crowds([pair_campaign], crowd, scores(ids, 0.9), CFG, mix)
+    assert sorted(c.account_ids for c in split) == [[x for x in a if x != "a010"], b]
+    # No crowd values, or too few per account to compare: the campaigns stay as they were.
+    assert group_crowds([pair_campaign], crowd.iloc[:0], scores(ids, 0.9), CFG) == [pair_campaign]
+    one_each = crowd.drop_duplicates("account_id")
+    assert group_crowds([pair_campaign], one_each, scores(ids, 0.9), CFG) == [pair_campaign]
+
+
+def test_crowd_values_are_wide_values_held_mostly_by_flagged_accounts() -> None:
+    flagged = {f"h{i}" for i in range(6)}
+    rows = []
+    for i in range(6):  # harvesters: one client string, one wrapper around many questions
+        rows += [
+            (
+                f"h{i}",
+                f"HARVEST WRAPPER: answer with every step shown. {'x' * 30} question {i}-{j}",
+                "harvest-client/9",
+            )
+            for j in range(6)
+        ]
+    for i in range(10):  # the public: the official SDK, their own questions
+        rows += [
+            (
+                f"u{i}",
+                f"my own question number {i}-{j} about something {'y' * 40}",
+                "official-sdk/1",
+            )
+            for j in range(3)
+        ]
+    rows += [("h0", f"another question {j} {'z' * 60}", "official-sdk/1") for j in range(2)]
+    t = ibis.memtable(
+        pd.DataFrame(
+            {
+                "exchange_id": [f"e{i}" for i in range(len(rows))],
+                "account_id": [r[0] for r in rows],
+                "prompt": [r[1] for r in rows],
+                "user_agent": [r[2] for r in rows],
+            }
+        )
+    )
+    cfg = replace(
+        CFG,
+        keys={"user_agent": 0.3, "prompt_prefix": 0.5},
+        max_key_accounts=4,
+        template_min_prompts=5,
+    )
+    got = crowd_values(t, None, flagged, cfg)
+    assert set(got["account_id"]) == flagged
+    ua = got[got["key"] == "user_agent"]
+    # the SDK is held by 11 accounts, 1 flagged: the public's, not a campaign's mark
+    assert set(ua["value"]) == {"harvest-client/9"}
+    assert (ua["accounts"] == 6).all() and (ua["uses"] == 6).all()
+    prefix = got[got["key"] == "prompt_prefix"]
+    assert set(prefix["value"]) == {"harvest wrapper: answer with every step "}
+    assert len(prefix) == 6
+    assert crowd_values(t, None, set(), cfg).empty

@@ -88,6 +88,14 @@ class LinkingConfig:
     release_horizon_hours: float = 72.0
     mix_max_p: float = 1e-4
     mix_min_distance: float = 0.05
+    crowd_min_flagged: float = 0.5
+    crowd_neighbours: int = 15
+    crowd_min_similarity: float = 0.5
+    crowd_min_values: int = 3
+    crowd_dim: int = 256
+    crowd_resolution: float = 1.0
+    crowd_merge_similarity: float = 0.7
+    crowd_split_rounds: int = 4
 
 
 @dataclass
@@ -150,50 +158,10 @@ def shared_values(
     the usable values come back to Python, so this stays small on big logs. With a
     ``work`` folder the per-account values are materialised there once.
     """
-    # Each expression is one key's (account_id, key, value, uses), already one row per value.
-    parts: list[Any] = []
-    if RELEASE_KEY in cfg.keys:
-        parts.append(release_reactions(t, cfg))
-    plain = [k for k in cfg.keys if k not in TEMPLATE_KEYS and k not in DERIVED_KEYS]
-    network = [k for k in plain if k in _NETWORK_KEYS]
-    passes = ([network] if network else []) + [[k] for k in plain if k not in _NETWORK_KEYS]
-    con = ibis.get_backend(t)
-    if work is not None:
-        work.mkdir(parents=True, exist_ok=True)
-    for i, keys in enumerate(passes):
-        # The log is grouped once per pass, on the raw columns; each key's values are then
-        # cut from that much smaller table (an IP's /24 from the account's IPs, a system
-        # prompt hashed once per account, not once per exchange).
-        columns = sorted({_RAW_COLUMN.get(k, k) for k in keys})
-        base = t.group_by(["account_id", *columns]).aggregate(uses=t.count())
-        if work is not None:
-            base = materialise(con, base, work / f"link_source_{i}.parquet")
-        for key, expr in key_columns(base, tuple(keys)).items():
-            part = base.select(
-                account_id=base.account_id, key=ibis.literal(key), value=expr, uses=base.uses
-            )
-            part = part.filter(part.value.notnull() & (part.value != ""))
-            if key == "payment_fingerprint" and accounts_table is not None:
-                # A payment instrument can come from the log and from the accounts table.
-                part = part.union(_account_payments(accounts_table))
-            parts.append(
-                part.group_by(["account_id", "key", "value"]).aggregate(uses=part.uses.sum())
-            )
-    parts += _template_uses(t, [k for k in TEMPLATE_KEYS if k in cfg.keys], cfg)
-    if not parts or not candidates:
+    kv = _account_values(t, accounts_table, cfg, work)
+    if kv is None or not candidates:
         return pd.DataFrame(columns=["account_id", "key", "value", "accounts", "held"])
-    parts = [p.select("account_id", "key", "value", "uses") for p in parts]
-    if work is not None:
-        # Each key's values written on their own: one aggregation at a time stays within the
-        # engine's memory limit on a big log (all at once did not), and the steps below
-        # read these files (three times: a shared subquery the engine would hold in memory).
-        folder = work / "link_values"
-        folder.mkdir(parents=True, exist_ok=True)
-        for i, part in enumerate(parts):
-            write_parquet(con, part, folder / f"{i:02d}.parquet")
-        kv = con.read_parquet(parquet_glob(folder))
-    else:
-        kv = ibis.union(*parts, distinct=False)
+    con = ibis.get_backend(t)
     # kv holds each (account, key, value) once, so counting rows counts distinct accounts
     # (or values) without a distinct aggregate, which the engine cannot spill.
     pop = kv.group_by(["key", "value"]).aggregate(accounts=kv.count())
@@ -223,6 +191,64 @@ def shared_values(
     many = many.filter(many["rank"] < cfg.max_values_per_key).select(*cols)
     df: pd.DataFrame = few.union(many).to_pyarrow().to_pandas()
     return df
+
+
+_VALUES = "link_values"
+_TEMPLATE_SAMPLE = "template_sample.parquet"
+
+
+def _account_values(
+    t: Any, accounts_table: Any | None, cfg: LinkingConfig, work: Path | None
+) -> Any | None:
+    """(account_id, key, value, uses) for every key, one row per account and value (None
+    when there is no key). With a ``work`` folder each key's part is written there once,
+    and read back by any later call in the same folder (``crowd_values``)."""
+    folder = work / _VALUES if work is not None else None
+    con = ibis.get_backend(t)
+    if folder is not None and (folder / "done").exists():
+        return con.read_parquet(parquet_glob(folder))
+    # Each expression is one key's (account_id, key, value, uses), already one row per value.
+    parts: list[Any] = []
+    if RELEASE_KEY in cfg.keys:
+        parts.append(release_reactions(t, cfg))
+    plain = [k for k in cfg.keys if k not in TEMPLATE_KEYS and k not in DERIVED_KEYS]
+    network = [k for k in plain if k in _NETWORK_KEYS]
+    passes = ([network] if network else []) + [[k] for k in plain if k not in _NETWORK_KEYS]
+    if work is not None:
+        work.mkdir(parents=True, exist_ok=True)
+    for i, keys in enumerate(passes):
+        # The log is grouped once per pass, on the raw columns; each key's values are then
+        # cut from that much smaller table (an IP's /24 from the account's IPs, a system
+        # prompt hashed once per account, not once per exchange).
+        columns = sorted({_RAW_COLUMN.get(k, k) for k in keys})
+        base = t.group_by(["account_id", *columns]).aggregate(uses=t.count())
+        if work is not None:
+            base = materialise(con, base, work / f"link_source_{i}.parquet")
+        for key, expr in key_columns(base, tuple(keys)).items():
+            part = base.select(
+                account_id=base.account_id, key=ibis.literal(key), value=expr, uses=base.uses
+            )
+            part = part.filter(part.value.notnull() & (part.value != ""))
+            if key == "payment_fingerprint" and accounts_table is not None:
+                # A payment instrument can come from the log and from the accounts table.
+                part = part.union(_account_payments(accounts_table))
+            parts.append(
+                part.group_by(["account_id", "key", "value"]).aggregate(uses=part.uses.sum())
+            )
+    parts += _template_uses(t, [k for k in TEMPLATE_KEYS if k in cfg.keys], cfg, work)
+    if not parts:
+        return None
+    parts = [p.select("account_id", "key", "value", "uses") for p in parts]
+    if folder is not None:
+        # Each key's values written on their own: one aggregation at a time stays within the
+        # engine's memory limit on a big log (all at once did not), and the steps below
+        # read these files (three times: a shared subquery the engine would hold in memory).
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, part in enumerate(parts):
+            write_parquet(con, part, folder / f"{i:02d}.parquet")
+        (folder / "done").touch()
+        return con.read_parquet(parquet_glob(folder))
+    return ibis.union(*parts, distinct=False)
 
 
 def _account_payments(a: Any) -> Any:
@@ -263,7 +289,9 @@ def _template(t: Any, key: str) -> Any:
     return _normalised(edge)
 
 
-def _template_uses(t: Any, keys: list[str], cfg: LinkingConfig) -> list[Any]:
+def _template_uses(
+    t: Any, keys: list[str], cfg: LinkingConfig, work: Path | None = None
+) -> list[Any]:
     """(account_id, key, value, uses) for each prompt template key in ``keys``.
 
     A template is a prefix (or suffix) around many *different* prompts: the first words of
@@ -274,11 +302,26 @@ def _template_uses(t: Any, keys: list[str], cfg: LinkingConfig) -> list[Any]:
     carrying one of them then counts, over the whole log. A value used by more than
     ``max_key_accounts`` accounts (estimated from the sample) is everyone's phrasing and
     would count nothing: it is left out here, before it multiplies into a row per account
-    that uses it (25M rows on the full-scale simulation).
+    that uses it (25M rows on the full-scale simulation). With a ``work`` folder the sample
+    is kept there for ``crowd_values``.
     """
     if not keys:
         return []
+    seen, fraction = _template_sample(t, keys, cfg)
+    if work is not None:
+        work.mkdir(parents=True, exist_ok=True)
+        seen.assign(fraction=fraction).to_parquet(work / _TEMPLATE_SAMPLE)
+    parts = []
+    for key in keys:
+        ok = _templates(seen, key, fraction, cfg)
+        found = pd.DataFrame({"value": ok.index[ok.to_numpy() <= cfg.max_key_accounts]})
+        parts.append(_uses_of(t, key, found))
+    return parts
 
+
+def _template_sample(t: Any, keys: list[str], cfg: LinkingConfig) -> tuple[pd.DataFrame, float]:
+    """The long prompts of a hash sample of about ``template_sample_rows`` exchanges: each
+    one's account, length, raw edges and ``keys`` values; and the sampled fraction."""
     # The row count, not the long prompts' count: it comes from the files' metadata, while
     # counting long prompts would read every prompt's length once more.
     total = int(t.count().execute())
@@ -297,29 +340,38 @@ def _template_uses(t: Any, keys: list[str], cfg: LinkingConfig) -> list[Any]:
         .to_pyarrow()
         .to_pandas()
     )
-    parts = []
-    for key in keys:
-        # Different prompts around one prefix differ at their other end or in length; the
-        # same question asked again does not.
-        other = "tail" if key == "prompt_prefix" else "head"
-        variety = seen.drop_duplicates([key, other, "n"]).groupby(key).size()
-        crowd = _accounts_per_value(seen, key, min(1.0, cfg.template_sample_rows / max(total, 1)))
-        ok = (variety >= cfg.template_min_prompts) & (
-            crowd.reindex(variety.index) <= cfg.max_key_accounts
-        )
-        found = pd.DataFrame({"value": variety.index[ok].astype(str)})
-        # The few templates are a table of their own: joined as a subquery of the same log,
-        # the engine would materialise every long prompt's edge first to serve both sides.
-        templates = ibis.memtable(found, schema={"value": "string"})
-        long = t.filter(prompt_edges.chars(t) >= TEMPLATE_MIN_PROMPT)
-        rows = long.select(account_id=long.account_id, value=_template(long, key))
-        used = rows.semi_join(templates, "value")
-        parts.append(
-            used.group_by(["account_id", "value"])
-            .aggregate(key=ibis.literal(key), uses=used.count())
-            .select("account_id", "key", "value", "uses")
-        )
-    return parts
+    return seen, min(1.0, cfg.template_sample_rows / max(total, 1))
+
+
+def _templates(seen: pd.DataFrame, key: str, fraction: float, cfg: LinkingConfig) -> pd.Series:
+    """The values of ``key`` in the sample that are templates, and how many accounts use
+    each (estimated, ``_accounts_per_value``)."""
+    # Different prompts around one prefix differ at their other end or in length; the
+    # same question asked again does not.
+    other = "tail" if key == "prompt_prefix" else "head"
+    variety = seen.drop_duplicates([key, other, "n"]).groupby(key).size()
+    crowd = _accounts_per_value(seen, key, fraction).reindex(variety.index)
+    out: pd.Series = crowd[variety >= cfg.template_min_prompts]
+    out.index = out.index.astype(str)
+    return out
+
+
+def _uses_of(t: Any, key: str, values: pd.DataFrame, accounts: Any | None = None) -> Any:
+    """(account_id, key, value, uses) of the template ``values`` (a frame with a ``value``
+    column) over the whole log, for ``accounts`` only if given."""
+    # The few templates are a table of their own: joined as a subquery of the same log,
+    # the engine would materialise every long prompt's edge first to serve both sides.
+    templates = ibis.memtable(values[["value"]], schema={"value": "string"})
+    long = t.filter(prompt_edges.chars(t) >= TEMPLATE_MIN_PROMPT)
+    rows = long.select(account_id=long.account_id, value=_template(long, key))
+    used = rows.semi_join(templates, "value")
+    if accounts is not None:
+        used = used.semi_join(accounts, "account_id")
+    return (
+        used.group_by(["account_id", "value"])
+        .aggregate(key=ibis.literal(key), uses=used.count())
+        .select("account_id", "key", "value", "uses")
+    )
 
 
 def _epoch_floor(ts: Any) -> Any:
@@ -756,3 +808,316 @@ def link_accounts(
         campaigns.append(Campaign(f"C-{digest}", member_ids, score, shared, degree))
     campaigns.sort(key=lambda c: (-c.score, -len(c.account_ids)))
     return campaigns
+
+
+def crowd_values(
+    t: Any,
+    accounts_table: Any | None,
+    flagged: set[str] | frozenset[str],
+    cfg: LinkingConfig,
+    work: Path | None = None,
+) -> pd.DataFrame:
+    """(account_id, key, value, uses, accounts): the ``flagged`` accounts' *crowd* values,
+    held by more than ``max_key_accounts`` accounts, at least ``crowd_min_flagged`` of them
+    flagged.
+
+    ``pair_evidence`` ignores a value held that widely: a NAT, an SDK's user agent, an
+    everyday phrasing. But a campaign of thousands of accounts makes its own wrappers,
+    proxy ranges and release reactions that popular, and what tells the two apart is who
+    holds them: the public's values are held mostly by accounts nothing flags. Templates
+    are judged on the template sample (flagged share of the accounts it saw using each).
+    """
+    cols = ["account_id", "key", "value", "uses", "accounts"]
+    kv = _account_values(t, accounts_table, cfg, work)
+    if kv is None or not flagged:
+        return pd.DataFrame(columns=cols)
+    fl = ibis.memtable(pd.DataFrame({"account_id": sorted(flagged), "f": 1}))
+    # Timing is not identity: only a campaign's accounts that adopted a release share its
+    # reaction, so as a profile it would split a campaign into adopters and the rest.
+    kv = kv.filter(~kv.key.isin(list(DERIVED_KEYS)))
+    held = kv.left_join(fl, "account_id").select(kv.key, kv.value, f=ibis._.f.fill_null(0))
+    pop = held.group_by(["key", "value"]).aggregate(accounts=held.count(), flagged=held.f.sum())
+    crowd = pop.filter(
+        (pop.accounts > cfg.max_key_accounts)
+        & (pop.flagged >= cfg.crowd_min_flagged * pop.accounts)
+    ).select("key", "value", "accounts")
+    rows = kv.semi_join(fl, "account_id").join(crowd, ["key", "value"]).select(*cols)
+    parts = [rows.to_pyarrow().to_pandas()]
+    keys = [k for k in TEMPLATE_KEYS if k in cfg.keys]
+    if keys:
+        sample = work / _TEMPLATE_SAMPLE if work is not None else None
+        if sample is not None and sample.exists():
+            seen = pd.read_parquet(sample)
+            fraction = float(seen["fraction"].iloc[0]) if len(seen) else 1.0
+        else:
+            seen, fraction = _template_sample(t, keys, cfg)
+        for key in keys:
+            size = _templates(seen, key, fraction, cfg)
+            holders = seen[[key, "account_id"]].drop_duplicates()
+            share = holders["account_id"].isin(flagged).groupby(holders[key]).mean()
+            share.index = share.index.astype(str)
+            ok = (size > cfg.max_key_accounts) & (
+                share.reindex(size.index).fillna(0.0) >= cfg.crowd_min_flagged
+            )
+            if not ok.any():
+                continue
+            found = pd.DataFrame({"value": size.index[ok], "accounts": size[ok].to_numpy()})
+            used = _uses_of(t, key, found, fl.select("account_id"))
+            df = used.to_pyarrow().to_pandas().merge(found, on="value")
+            parts.append(df[cols])
+    parts = [p for p in parts if len(p)]
+    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
+
+
+def crowd_profiles(crowd: pd.DataFrame, cfg: LinkingConfig) -> tuple[pd.Index, np.ndarray]:
+    """Each account's use of its crowd values (``crowd_min_values`` of them at least) as a
+    unit vector: per key, its share of uses
+    on each value (L2-normalised, times the square root of the key's weight), folded by
+    feature hashing into ``crowd_dim`` dimensions (inner products are kept in expectation,
+    and memory stays accounts x dim however many values there are)."""
+    c = crowd[crowd["key"].map(cfg.keys).fillna(0.0) > 0]
+    # One value everyone flagged uses (the most common elicitation suffix) makes every
+    # profile alike: an account is compared on a few of its own at least.
+    held = c.groupby("account_id")["value"].transform("size")
+    c = c[held.to_numpy() >= cfg.crowd_min_values]
+    ids = pd.Index(sorted(pd.unique(c["account_id"].astype(str))))
+    out = np.zeros((len(ids), cfg.crowd_dim), dtype=np.float32)
+    if c.empty:
+        return ids, out
+    group = [c["account_id"], c["key"]]
+    uses = c["uses"].to_numpy(dtype=np.float64)
+    x = uses / c.groupby(group)["uses"].transform("sum").to_numpy(dtype=np.float64)
+    norm = np.sqrt(pd.Series(x * x, index=c.index).groupby(group).transform("sum").to_numpy())
+    x = x / norm * np.sqrt(c["key"].map(cfg.keys).to_numpy(dtype=np.float64))
+    digest = pd.util.hash_pandas_object(
+        c["key"].astype(str) + "\x00" + c["value"].astype(str), index=False
+    ).to_numpy(dtype=np.uint64)
+    column = (digest % np.uint64(cfg.crowd_dim)).astype(np.int64)
+    sign = np.where((digest >> np.uint64(32)) & np.uint64(1), 1.0, -1.0)
+    row = ids.get_indexer(c["account_id"].astype(str))
+    np.add.at(out, (row, column), (sign * x).astype(np.float32))
+    out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    return ids, out
+
+
+def crowd_neighbours(vectors: np.ndarray, cfg: LinkingConfig, block: int = 2048) -> pd.DataFrame:
+    """(i, j, s): each row's ``crowd_neighbours`` most similar other rows with cosine
+    ``s >= crowd_min_similarity`` (i < j, each pair once), in blocks of rows so that
+    memory is ``block`` x rows."""
+    n = len(vectors)
+    k = min(cfg.crowd_neighbours, n - 1)
+    parts = []
+    for lo in range(0, n, block):
+        sims = vectors[lo : lo + block] @ vectors.T
+        rows = np.arange(lo, min(lo + block, n))
+        sims[rows - lo, rows] = -np.inf
+        if k <= 0:
+            break
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        s = np.take_along_axis(sims, top, axis=1)
+        i = np.repeat(rows, k)
+        keep = s.ravel() >= cfg.crowd_min_similarity
+        parts.append((i[keep], top.ravel()[keep], s.ravel()[keep]))
+    if not parts:
+        return pd.DataFrame(
+            {"i": np.zeros(0, np.int64), "j": np.zeros(0, np.int64), "s": np.zeros(0)}
+        )
+    i, j, s = (np.concatenate(p) for p in zip(*parts, strict=True))
+    edges = pd.DataFrame({"i": np.minimum(i, j), "j": np.maximum(i, j), "s": s})
+    return edges.drop_duplicates(["i", "j"]).reset_index(drop=True)
+
+
+def group_crowds(
+    campaigns: list[Campaign],
+    crowd: pd.DataFrame,
+    scores: pd.Series,
+    cfg: LinkingConfig,
+    mix: pd.DataFrame | None = None,
+) -> list[Campaign]:
+    """Campaigns grouped further by what their flagged accounts hold in crowds.
+
+    A value held by thousands of accounts would be a clique of millions of pairs, and CPM
+    asks a community of thousands for evidence between most of its pairs: the pair graph
+    cannot hold a campaign that large. So the flagged accounts' crowd values
+    (``crowd_values``) are compared as profiles instead: each account is joined to its most
+    similar ones (``crowd_neighbours``), and every existing campaign is one unit. A group
+    is then checked like a pair linked by templates alone: a unit (a lone account, or a
+    campaign) whose capability mix differs from the rest of its group (``mixes_differ``)
+    is taken out, and the ones taken out are grouped among themselves and checked again.
+    Groups alike in profile and mix are merged (``_merge_alike``). It groups what is
+    already flagged and lifts nobody.
+    """
+    if crowd.empty:
+        return campaigns
+    ids, vectors = crowd_profiles(crowd, cfg)
+    edges = crowd_neighbours(vectors, cfg)
+    names = sorted(set(ids) | {a for c in campaigns for a in c.account_ids})
+    index = {a: i for i, a in enumerate(names)}
+    pos = np.array([index[a] for a in ids], dtype=np.int64)
+    ea, eb = pos[edges["i"].to_numpy()], pos[edges["j"].to_numpy()]
+    # Units: every existing campaign, and every other account on its own.
+    unit = np.arange(len(names))
+    for n, c in enumerate(campaigns):
+        unit[[index[a] for a in c.account_ids]] = len(names) + n
+    unit = pd.factorize(unit)[0]
+    ew = edges["s"].to_numpy(dtype=np.float64)
+    groups = _unit_groups(unit, ea, eb, ew, np.ones(len(names), dtype=bool), cfg.crowd_resolution)
+    if mix is not None:
+        counts = mix.reindex(names).fillna(0.0).to_numpy(dtype=float)
+        per_unit = np.zeros((unit.max() + 1, counts.shape[1]))
+        np.add.at(per_unit, unit, counts)
+        unit_group = np.zeros(len(per_unit), dtype=np.int64)
+        # The units taken out are grouped among themselves and checked again: a few rounds
+        # peel a group of three campaigns one at a time.
+        for _ in range(cfg.crowd_split_rounds):
+            unit_group[unit] = groups
+            out = _unlike_their_group(per_unit, unit_group, cfg)
+            if not out.any():
+                break
+            regroup = _unit_groups(unit, ea, eb, ew, out[unit], cfg.crowd_resolution)
+            groups = np.where(out[unit], groups.max() + 1 + regroup, groups)
+    groups = _merge_alike(groups, pos, vectors, counts if mix is not None else None, cfg)
+    old_of = {n: c for n, c in enumerate(campaigns)}
+    unit_campaign = {
+        int(unit[index[c.account_ids[0]]]): n for n, c in old_of.items() if c.account_ids
+    }
+    result = []
+    order = np.argsort(groups, kind="stable")
+    for members in np.split(order, np.flatnonzero(np.diff(groups[order])) + 1):
+        if len(members) < cfg.min_campaign_accounts:
+            continue
+        units = set(unit[members].tolist())
+        olds = [old_of[unit_campaign[u]] for u in sorted(units) if u in unit_campaign]
+        if len(olds) == 1 and len(units) == 1:
+            result.append(olds[0])
+            continue
+        result.append(_grouped_campaign(members, names, olds, crowd, scores, ea, eb, cfg))
+    result.sort(key=lambda c: (-c.score, -len(c.account_ids)))
+    return result
+
+
+def _unlike_their_group(
+    per_unit: np.ndarray, unit_group: np.ndarray, cfg: LinkingConfig
+) -> np.ndarray:
+    """Whether each unit's capability counts differ (``mixes_differ``) from the rest of its
+    group's, the rest taken at its units' median shares: two campaigns of similar size in
+    one group would each differ from a pooled mix, while the median is the majority's."""
+    total = per_unit.sum(axis=1, keepdims=True)
+    share = pd.DataFrame(per_unit / np.maximum(total, 1.0))
+    median = share[total[:, 0] > 0].groupby(unit_group[total[:, 0] > 0]).median()
+    median = median.div(median.sum(axis=1).replace(0.0, 1.0), axis=0)
+    sizes = np.bincount(unit_group)
+    pooled = np.bincount(unit_group, weights=total[:, 0])
+    test = (sizes[unit_group] > 1) & (total[:, 0] > 0)
+    out = np.zeros(len(per_unit), dtype=bool)
+    rest = pooled[unit_group[test]] - total[test, 0]
+    reference = median.loc[unit_group[test]].to_numpy() * rest[:, None]
+    out[test] = mixes_differ(per_unit[test], reference, cfg)
+    return out
+
+
+def _merge_alike(
+    groups: np.ndarray,
+    pos: np.ndarray,
+    vectors: np.ndarray,
+    counts: np.ndarray | None,
+    cfg: LinkingConfig,
+) -> np.ndarray:
+    """Groups merged when their members' mean crowd profiles have a cosine of at least
+    ``crowd_merge_similarity`` and their pooled capability mixes do not differ.
+
+    Modularity splits one big campaign along its own seams (accounts sharing one proxy
+    range, one sign-up batch): each piece is a community, but the pieces' pooled profiles
+    are nearly the same, which two different operators' are not.
+    """
+    sums = np.zeros((int(groups.max()) + 1, vectors.shape[1]))
+    np.add.at(sums, groups[pos], vectors)
+    have = np.flatnonzero(np.bincount(groups[pos], minlength=len(sums)) >= 2)
+    if len(have) < 2:
+        return groups
+    centre = sums[have] / np.maximum(np.linalg.norm(sums[have], axis=1, keepdims=True), 1e-12)
+    i, j = np.nonzero(np.triu(centre @ centre.T >= cfg.crowd_merge_similarity, 1))
+    if counts is not None and len(i):
+        mixes = np.zeros((len(sums), counts.shape[1]))
+        np.add.at(mixes, groups, counts)
+        alike = ~mixes_differ(mixes[have[i]], mixes[have[j]], cfg)
+        i, j = i[alike], j[alike]
+    graph = ig.Graph(n=len(sums), edges=np.column_stack([have[i], have[j]]).tolist())
+    merged = np.asarray(graph.connected_components().membership, dtype=np.int64)
+    return merged[groups]
+
+
+def _unit_groups(
+    unit: np.ndarray,
+    ea: np.ndarray,
+    eb: np.ndarray,
+    w: np.ndarray,
+    among: np.ndarray,
+    resolution: float = 1.0,
+) -> np.ndarray:
+    """A group number per account: Leiden (modularity) communities of the units (``unit``
+    index per account) of the accounts in ``among`` (a mask), over the account edges
+    (``ea``, ``eb``, weight ``w``) summed per pair of units; every other unit alone.
+
+    Modularity rather than CPM: a neighbour graph gives each account about the same number
+    of edges whatever its campaign's size, so no density bar fits campaigns of 10 and of
+    10,000 accounts; modularity judges a group against what its members' degrees predict.
+    It also does not chain: one account similar to two campaigns does not merge them.
+    """
+    keep = among[ea] & among[eb] & (unit[ea] != unit[eb])
+    ua, ub = np.minimum(unit[ea[keep]], unit[eb[keep]]), np.maximum(unit[ea[keep]], unit[eb[keep]])
+    n = int(unit.max()) + 1
+    pair, inverse = np.unique(ua * n + ub, return_inverse=True)
+    weight = np.bincount(inverse, weights=w[keep], minlength=len(pair))
+    graph = ig.Graph(n=n, edges=np.column_stack([pair // n, pair % n]).tolist())
+    parts = graph.community_leiden(
+        objective_function="modularity",
+        weights=weight.tolist(),
+        resolution=resolution,
+        n_iterations=-1,
+    )
+    membership = np.asarray(parts.membership, dtype=np.int64)
+    return membership[unit]
+
+
+def _grouped_campaign(
+    members: np.ndarray,
+    names: list[str],
+    olds: list[Campaign],
+    crowd: pd.DataFrame,
+    scores: pd.Series,
+    ea: np.ndarray,
+    eb: np.ndarray,
+    cfg: LinkingConfig,
+) -> Campaign:
+    """One campaign of ``members`` (indices into ``names``): the old campaigns' indicators
+    and degrees, and the crowd values most of its members hold."""
+    member_ids = sorted(names[i] for i in members)
+    inside = np.zeros(len(names), dtype=bool)
+    inside[members] = True
+    both = inside[ea] & inside[eb]
+    degree = np.bincount(np.concatenate([ea[both], eb[both]]), minlength=len(names))
+    linked = {names[i]: int(degree[i]) for i in members}
+    shared: dict[str, list[str]] = {}
+    for c in olds:
+        for a, d in c.degree.items():
+            linked[a] = linked.get(a, 0) + d
+        for k, vs in c.shared.items():
+            have = shared.setdefault(k, [])
+            have += [v for v in vs if v not in have][: 10 - len(have)]
+    mine = crowd[crowd["account_id"].astype(str).isin(set(member_ids))]
+    top = mine.groupby(["key", "value", "accounts"]).size().reset_index(name="n")
+    top = top.sort_values(["n", "key", "value"], ascending=[False, True, True], kind="stable")
+    for key, value, accounts, n in top.itertuples(index=False):
+        label = f"{value} (held by {int(accounts):,} accounts, {int(n):,} of them here)"
+        if len(shared.setdefault(f"{key} (crowd)", [])) < 10:
+            shared[f"{key} (crowd)"].append(label)
+    member_scores = scores.reindex(member_ids).fillna(0.0).to_numpy()
+    digest = hashlib.sha256("\n".join(member_ids).encode()).hexdigest()[:12]
+    return Campaign(
+        f"C-{digest}",
+        member_ids,
+        1.0 - float(np.prod(1.0 - cfg.member_damping * member_scores)),
+        dict(sorted(shared.items())),
+        linked,
+    )

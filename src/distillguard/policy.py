@@ -174,6 +174,14 @@ def _parse_linking(table: dict[str, Any], source: str) -> LinkingConfig:
         "release_horizon_hours": (0.0, 1e6),
         "mix_max_p": (0.0, 1.0),
         "mix_min_distance": (0.0, 1.0),
+        "crowd_min_flagged": (0.0, 1.0),
+        "crowd_neighbours": (1, 1e4),
+        "crowd_min_values": (1, 1e6),
+        "crowd_split_rounds": (0, 100),
+        "crowd_min_similarity": (-1.0, 1.0),
+        "crowd_dim": (8, 1e5),
+        "crowd_resolution": (0.0, 1e3),
+        "crowd_merge_similarity": (-1.0, 1.0),
     }
     _expect(table, {"keys", *numbers}, "linking", source)
     keys = table.get("keys", DEFAULT_LINK_KEYS)
@@ -198,6 +206,10 @@ def _parse_linking(table: dict[str, Any], source: str) -> LinkingConfig:
                 "max_values_per_key",
                 "sync_bucket_seconds",
                 "sync_min_cells",
+                "crowd_neighbours",
+                "crowd_min_values",
+                "crowd_split_rounds",
+                "crowd_dim",
                 "sync_max_hours",
                 "sync_max_pairs",
                 "release_window_hours",

@@ -57,6 +57,8 @@ from distillguard.ingest.stage import DEFAULT_MAX_LINE_BYTES, PARALLEL_MIN_BYTES
 from distillguard.linking import (
     TEMPLATE_MIN_PROMPT,
     Campaign,
+    crowd_values,
+    group_crowds,
     link_accounts,
     pair_evidence,
     shared_values,
@@ -303,10 +305,13 @@ def _scan(
         caps = [f"c_cap_{c}" for c in TRACKED_CAPABILITIES] + ["c_cap_other"]
         mix = last.set_index("account_id")[caps]
         mix.index = mix.index.astype(str)
+        linked = link_accounts(sv, own, cfg, self_flagged, pairs=pairs, mix=mix)
+        crowd = crowd_values(t, acc_t, self_flagged, cfg, work)
+        rep.log(
+            f"{len(crowd):,} crowd values of {crowd['account_id'].nunique():,} flagged accounts"
+        )
         linked = _consistent_members(
-            link_accounts(sv, own, cfg, self_flagged, pairs=pairs, mix=mix),
-            last,
-            cfg.min_campaign_accounts,
+            group_crowds(linked, crowd, own, cfg, mix), last, cfg.min_campaign_accounts
         )
         # A campaign is judged like one account made of all its members' traffic, against
         # the accounts' baselines: 25 exchanges a day each is thin evidence, 500 is not.
