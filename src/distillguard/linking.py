@@ -1044,7 +1044,8 @@ def _merge_alike(
         i, j = i[alike], j[alike]
     graph = ig.Graph(n=len(sums), edges=np.column_stack([have[i], have[j]]).tolist())
     merged = np.asarray(graph.connected_components().membership, dtype=np.int64)
-    return merged[groups]
+    out: np.ndarray = merged[groups]
+    return out
 
 
 def _unit_groups(
@@ -1077,7 +1078,8 @@ def _unit_groups(
         n_iterations=-1,
     )
     membership = np.asarray(parts.membership, dtype=np.int64)
-    return membership[unit]
+    out: np.ndarray = membership[unit]
+    return out
 
 
 def _grouped_campaign(
