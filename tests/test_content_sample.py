@@ -138,7 +138,8 @@ class _StubClassifier:
         from types import SimpleNamespace
 
         sys = systems or [None] * len(prompts)
-        hit = np.array(["ELICIT" in (p or "") + (s or "") for p, s in zip(prompts, sys)])
+        both = [(p or "") + (s or "") for p, s in zip(prompts, sys, strict=True)]
+        hit = np.array(["ELICIT" in text for text in both])
         return SimpleNamespace(
             elicitation=hit.astype(np.float32),
             flagged=hit,
