@@ -120,6 +120,7 @@ def _features(sums: pd.DataFrame, peers: pd.Series) -> pd.DataFrame:
     feats["peer_group"] = peers.reindex(feats.index).fillna(ALL_PEERS).to_numpy()
     if "accounts" in sums.columns:  # a campaign's pooled row: how many accounts it holds
         feats["accounts"] = sums["accounts"].to_numpy(dtype=np.float64)
+    if "system_demand" in sums.columns:
         # ... and how many of them have a system prompt that asks for training data (an
         # account's configuration counts once; a linked group's, once per member)
         feats["system_demand"] = sums["system_demand"].to_numpy(dtype=np.float64)
