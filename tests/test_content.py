@@ -368,3 +368,34 @@ def test_single_prompt_path_equals_batch_path(clf: ElicitationClassifier) -> Non
         assert int(one.counts[0]) == int(batch.counts[i]), t
         assert set(one.key_id.tolist()) == set(batch.key_id[batch.key_doc == i].tolist()), t
     assert batch.counts.tolist() == ngrams(texts).counts.tolist()
+
+
+def test_demand_tells_the_prompts_own_from_the_system_prompts(
+    clf: ElicitationClassifier,
+) -> None:
+    rubric = (
+        "You are given a question and two possible answers. The task is to evaluate each "
+        "answer and determine if it is correct. If it is incorrect, explain why."
+    )
+    cot = "Explain step by step, showing all your reasoning: what is 17 * 23?"
+    plain = "How do I reverse a list in Python? One says list.reverse(), another reversed(x)."
+    prompts = [plain, cot, plain, cot, ""]
+    systems: list[str | None] = [rubric, rubric, None, None, rubric]
+    s = clf.score(prompts, systems)
+    own, system_only = clf.demand(prompts, systems, s)
+    bits = clf.attack_bits
+    composed = s.flagged & ((s.signals & bits) != 0)
+    # the rubric makes the plain question elicit once composed, but it is not the prompt's
+    assert composed[0] and not own[0] and system_only[0]
+    # a prompt that asks for reasoning itself counts as its own, system prompt or not
+    assert own[1] and not system_only[1] and own[3]
+    assert not own[2] and not system_only[2]
+    # the two never overlap and together are the composed request's eliciting bit
+    assert not (own & system_only).any()
+    assert ((own | system_only) == composed).all()
+    # one request at a time gives the same answers
+    for i, (p, sp) in enumerate(zip(prompts, systems, strict=True)):
+        assert clf.demand_one(p, sp) == (bool(own[i]), bool(system_only[i])), i
+    # without precomputed scores, the same
+    again = clf.demand(prompts, systems)
+    assert (again[0] == own).all() and (again[1] == system_only).all()

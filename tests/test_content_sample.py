@@ -128,21 +128,28 @@ def test_policy_sets_the_followup_read() -> None:
 
 
 class _StubClassifier:
-    """Flags prompts containing ELICIT, backed by a named rule (bit 0)."""
+    """Flags requests whose prompt or system prompt contains ELICIT, backed by a named rule
+    (bit 0); the demand is the prompt's own when the prompt holds it."""
 
     capability_names = ("other",)
     signal_names = ("rule:cot",)
 
-    def score(self, prompts: list[str | None], systems: list[str | None]) -> Any:
+    def score(self, prompts: list[str | None], systems: list[str | None] | None = None) -> Any:
         from types import SimpleNamespace
 
-        hit = np.array(["ELICIT" in (p or "") for p in prompts])
+        sys = systems or [None] * len(prompts)
+        both = [(p or "") + (s or "") for p, s in zip(prompts, sys, strict=True)]
+        hit = np.array(["ELICIT" in text for text in both])
         return SimpleNamespace(
             elicitation=hit.astype(np.float32),
             flagged=hit,
             signals=hit.astype(np.int64),
             capability=np.zeros(len(prompts), dtype=np.int64),
         )
+
+    def demand(self, prompts: list[str | None], systems: Any, scores: Any) -> Any:
+        own = scores.flagged & np.array(["ELICIT" in (p or "") for p in prompts])
+        return own, scores.flagged & ~own
 
 
 def test_score_sample_reads_undecided_accounts_further(tmp_path: Any) -> None:
@@ -215,7 +222,8 @@ def test_content_sums_count_the_first_read_apart(tmp_path: Any) -> None:
             "account_id": ["a"] * 5,
             "bucket": [datetime(2026, 1, 1, tzinfo=UTC)] * 5,
             "base": [1, 1, 0, 0, 0],
-            "elicit": [1, 0, 1, 1, 1],
+            "elicit": [1, 0, 1, 1, 0],
+            "sys_elicit": [0, 1, 0, 0, 1],
             "elicitation": [0.9, 0.1, 0.9, 0.9, 0.9],
             "cap": pa.array([0, 1, 2, 3, 3], pa.int8()),
         }
@@ -223,5 +231,6 @@ def test_content_sums_count_the_first_read_apart(tmp_path: Any) -> None:
     pq.write_table(rows, tmp_path / "c.parquet")
     con = ibis.duckdb.connect()
     got = content_bucket_sums(con.read_parquet(tmp_path / "c.parquet")).to_pandas().iloc[0]
-    assert (got["c_n"], got["c_elicit"]) == (5, 4)
+    assert (got["c_n"], got["c_elicit"], got["c_sys_elicit"]) == (5, 3, 2)
+    # the first read's eliciting count is the prompts' own demand, as the detector's is
     assert (got["c_base_n"], got["c_base_elicit"]) == (2, 1)

@@ -481,3 +481,27 @@ def test_key_ids_are_hmac_blake2b_of_the_key() -> None:
         for key in ("sk-live-123", "", "clé-ünïcode"):
             want = hmac.new(secret, key.encode(), hashlib.blake2b).hexdigest()[:24]
             assert hasher.key_id(key) == "k_" + want
+
+
+def test_a_system_prompts_demand_is_one_fixed_piece_of_evidence() -> None:
+    lad = Ladder(GatewayPolicy(rules=()))
+    # the same request, flagged composed: once the prompt's own demand, once the system's
+    own = ContentResult(0.97, True, ("rubric_grading",), elicit=True)
+    config = ContentResult(0.97, True, ("rubric_grading",), system_only=True)
+    d_own = lad.decide("a", None, None, own)
+    d_cfg = lad.decide("b", None, None, config)
+    assert d_own.reasons[0].startswith("content: elicitation 0.97")
+    assert not any(r.startswith("content: elicitation") for r in d_cfg.reasons)
+    assert d_cfg.reasons == ("content: the system prompt asks for training data",)
+    assert d_cfg.score == pytest.approx(GatewayPolicy().content.system_weight)
+    assert (d_cfg.action, d_own.action) == ("allow", "watch")
+    # the account keeps it from an earlier request: the same fixed weight, not more
+    obs = _observation(0.0, {})
+    obs.content["c_sys_elicit"] = 400.0
+    d_later = lad.decide("b", None, obs, None)
+    assert d_later.score == pytest.approx(d_cfg.score) and d_later.action == "allow"
+    # a policy weight of 0 ignores it
+    off = Ladder(GatewayPolicy(content=ContentConfig(system_weight=0.0), rules=()))
+    assert off.decide("b", None, obs, config).score == 0.0
+    with pytest.raises(ConfigError, match="system_weight"):
+        parse_gateway({"content": {"system_weight": 2.0}})

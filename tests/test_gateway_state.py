@@ -248,3 +248,94 @@ def test_local_state_counts_distinct_values_per_account() -> None:
     assert obs.distinct == {"distinct_ips": 3, "distinct_ip24s": 1, "distinct_user_agents": 1}
     other = state.observe_now("b", {"n": 1}, t0, lim)
     assert other.distinct == dict.fromkeys(DISTINCT_FEATURE_NAMES, 0.0)
+
+
+RUBRIC = (
+    "You are given a question and two possible answers. The task is to evaluate each answer "
+    "and determine if it is correct. If it is incorrect, explain why."
+)
+HARVEST = (
+    "Before answering, always write out your complete step-by-step reasoning inside <think> "
+    "tags, then give the final answer."
+)
+
+
+def content_request(account: str, i: int) -> dict[str, Any]:
+    """Plain questions under an eliciting system prompt (``rubric``, ``op``), questions that
+    ask for reasoning themselves (``cot``), and both and neither (``mixed``); some prompts
+    repeat, so the gateway's cache answers part of them."""
+    plain = f"What is the capital of country number {i % 9}?"
+    cot = f"Explain step by step, showing all your reasoning: what is {i % 7} * 23?"
+    system: str | None
+    if account == "rubric":
+        system, prompt = RUBRIC, plain
+    elif account == "op":
+        system, prompt = HARVEST, plain
+    elif account == "cot":
+        system, prompt = None, cot
+    else:
+        system = (HARVEST, None, "You are a bot.")[i % 3]
+        prompt = cot if i % 4 == 0 else plain
+    messages = [{"role": "user", "content": prompt}]
+    if system is not None:
+        messages = [{"role": "system", "content": system}, *messages]
+    return {"model": "m", "messages": messages}
+
+
+def test_online_content_sums_equal_batch_over_the_decision_log(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Every prompt the gateway scores adds to the account's content sums as the batch
+    scan's classify step defines them (a sample of every row, here): its own eliciting
+    demand, and a demand that only the system prompt made."""
+    from distillguard.content import ElicitationClassifier
+    from distillguard.features.content import content_bucket_sums, score_sample
+    from distillguard.gateway.config import ContentConfig
+    from distillguard.gateway.state import CONTENT_FIELDS
+
+    tmp_path = tmp_path_factory.mktemp("clog")
+    clf = ElicitationClassifier.load_default()
+    content = ContentConfig(mode="inline", inline_budget=1.0, worker="thread")
+    policy = GatewayPolicy(content=content, rules=())
+    accounts = ("rubric", "op", "cot", "mixed")
+    with StubThread() as stub:
+        cfg = GatewayConfig(upstream=stub.url, policy=policy, log_dir=tmp_path)
+        gw = Gateway(cfg, classifier=clf)
+        with ServerThread(gw) as server:
+            for i in range(40):
+                for a in accounts:
+                    send(server.url, "/v1/chat/completions", content_request(a, i), key=a)
+            server.call(gw.flush())
+    work = tmp_path_factory.mktemp("cwork")
+    staged = stage_inputs([tmp_path], work / "stage", work / "q.jsonl")
+    con = connect()
+    t = con.read_parquet(parquet_glob(staged.exchanges_path))
+    score_sample(con, t, work / "c.parquet", clf, per_bucket=10**6)
+    sums = content_bucket_sums(con.read_parquet(work / "c.parquet")).to_pandas()
+    batch = sums.groupby("account_id")[list(CONTENT_FIELDS)].sum()
+    assert int(batch["c_n"].sum()) == 4 * 40  # every request read
+    online: dict[str, dict[str, float]] = {}
+    for account in batch.index:
+        got = gw.local.content_of(account)
+        assert got is not None
+        online[account] = got
+        for col in CONTENT_FIELDS:
+            assert got[col] == batch.at[account, col], (account, col, got, batch.loc[account])
+    # the data exercised both kinds of demand, and kept them apart
+    systems = t.select("account_id", "system_prompt").to_pandas()
+    kind_of = {
+        acct: "mixed"
+        if "You are a bot." in set(g)
+        else "rubric"
+        if RUBRIC in set(g)
+        else "op"
+        if HARVEST in set(g)
+        else "cot"
+        for acct, g in systems.groupby("account_id")["system_prompt"]
+    }
+    assert sorted(kind_of.values()) == sorted(accounts)
+    keyed = {kind_of[acct]: got for acct, got in online.items()}
+    assert keyed["rubric"]["c_elicit"] == 0 and keyed["rubric"]["c_sys_elicit"] == 40
+    assert keyed["op"]["c_elicit"] == 0 and keyed["op"]["c_sys_elicit"] == 40
+    assert keyed["cot"]["c_elicit"] == 40 and keyed["cot"]["c_sys_elicit"] == 0
+    assert 0 < keyed["mixed"]["c_elicit"] < 40 and 0 < keyed["mixed"]["c_sys_elicit"] < 40

@@ -122,6 +122,10 @@ def _features(sums: pd.DataFrame, peers: pd.Series) -> pd.DataFrame:
     feats["peer_group"] = peers.reindex(feats.index).fillna(ALL_PEERS).to_numpy()
     if "accounts" in sums.columns:  # a campaign's pooled row: how many accounts it holds
         feats["accounts"] = sums["accounts"].to_numpy(dtype=np.float64)
+    if "system_demand" in sums.columns:
+        # ... and how many of them have a system prompt that asks for training data (an
+        # account's configuration counts once; a linked group's, once per member)
+        feats["system_demand"] = sums["system_demand"].to_numpy(dtype=np.float64)
     return feats
 
 
@@ -452,6 +456,7 @@ def _exchange_scores(
         classifier,
         keep=cols,
         executor=pool,
+        demand=False,
     )
     # Every account's sampled exchanges were classified already; flagged accounts' rest now.
     both = sampled.select(*cols, "elicitation").union(
@@ -685,6 +690,10 @@ def _pooled_scores(
     )
     pooled["account_id"] = [c.campaign_id for c in campaigns]
     pooled["accounts"] = [len(c.account_ids) for c in campaigns]
+    demand = sums["c_sys_elicit"] > 0
+    pooled["system_demand"] = [
+        int(demand.reindex(c.account_ids, fill_value=False).sum()) for c in campaigns
+    ]
     X = _features(pooled, pd.Series(dtype=object))
     outs = [det.score(X, explain=False) for det in fitted]
     return [float(x) for x in _combine(outs, weights)]

@@ -278,6 +278,19 @@ class ElicitationClassifier:
         return (*(_signal_name(r.name, r.kind) for r in rules.rules), LEXICAL_SIGNAL)
 
     @property
+    def attack_bits(self) -> np.int64:
+        """Bitmask (over ``signal_names``) of the named attack rules: the flags an account's
+        eliciting count may rest on (the n-gram model alone and context rules are not)."""
+        names = self.signal_names
+        return np.int64(
+            sum(
+                1 << i
+                for i, name in enumerate(names)
+                if name != LEXICAL_SIGNAL and not name.startswith("context:")
+            )
+        )
+
+    @property
     def decision_threshold(self) -> float:
         """The flag threshold in use, on the calibrated ``elicitation`` scale."""
         return self.model.threshold if self.threshold is None else float(self.threshold)
@@ -352,6 +365,52 @@ class ElicitationClassifier:
             signal_names=self.signal_names,
             threshold=thr,
         )
+
+    def demand(
+        self,
+        prompts: Sequence[str | None],
+        system_prompts: Sequence[str | None] | None,
+        scores: ContentScores | None = None,
+    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+        """Where each request's demand for training data comes from: ``(elicit,
+        system_only)``, per request.
+
+        A request *elicits* when its flag (the system prompt and prompt composed, as
+        :meth:`score` scores them) is backed by a named attack rule. With a system prompt,
+        that counts as the request's own evidence (``elicit``) only if the prompt alone is
+        still flagged and rule-backed; otherwise the demand came from the system prompt
+        only (``system_only``). An account's system prompt is its configuration: a grading
+        rubric there fires on every request, and is one piece of evidence, not one per
+        request. Only the requests that elicit *and* have a system prompt are scored
+        again, so the cost is that of those rows (``scores``, if given, are this batch's
+        :meth:`score`)."""
+        s = self.score([p or "" for p in prompts], system_prompts) if scores is None else scores
+        bits = self.attack_bits
+        composed = s.flagged & ((s.signals & bits) != 0)
+        own = composed.copy()
+        if system_prompts is not None:
+            again = [i for i in np.flatnonzero(composed).tolist() if system_prompts[i]]
+            if again:
+                alone = self.score([prompts[i] or "" for i in again])
+                own[again] = alone.flagged & ((alone.signals & bits) != 0)
+        return own, composed & ~own
+
+    def demand_one(
+        self, prompt: str, system_prompt: str | None = None, score: ContentScore | None = None
+    ) -> tuple[bool, bool]:
+        """:meth:`demand` of one request (``score``: its :meth:`score_one`, if known)."""
+        s = self.score_one(prompt, system_prompt) if score is None else score
+        attack = set(self._attack_names())
+        composed = s.flagged and any(sig in attack for sig in s.signals)
+        if not composed or not system_prompt:
+            return composed, False
+        alone = self.score_one(prompt)
+        own = alone.flagged and any(sig in attack for sig in alone.signals)
+        return own, not own
+
+    def _attack_names(self) -> list[str]:
+        bits = int(self.attack_bits)
+        return [name for b, name in enumerate(self.signal_names) if bits >> b & 1]
 
     def score_one(self, prompt: str, system_prompt: str | None = None) -> ContentScore:
         """One prompt, without the batch machinery (the gateway's per-request call).

@@ -11,6 +11,14 @@ harvesters among the peers must not set the bar; nor may a tier they have filled
 group's bar is never above everyone's), and the evidence is a one-sided
 binomial z-score, so 3 eliciting prompts of 5 say little and 300 of 1,000 say a lot. That
 is also what makes a linked campaign's pooled traffic decisive where each member's is thin.
+
+Only the prompts' own demands are counted per request. A demand that only the system
+prompt makes (``system_demand``: a grading rubric or "always show your reasoning" in an
+app's configuration, which the classifier sees on every request) is one fact about the
+account, not one per request: it adds ``system_z`` to the account's z, once. A campaign's
+pooled row counts it once per member that has it, combined as independent z-scores
+(Stouffer: ``system_z * sqrt(members)``), so a linked group that puts its demand only in
+a shared system prompt still scores, while one honest app with a rubric does not.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from distillguard.detectors.base import (
     register,
     squash,
 )
+from distillguard.errors import ConfigError
 
 
 @register
@@ -46,6 +55,7 @@ class ContentDetector(Detector):
         z_cap: float = 20.0,
         midpoint: float = 5.0,
         width: float = 1.0,
+        system_z: float = 2.0,
     ) -> None:
         super().__init__(
             spread=spread,
@@ -55,7 +65,11 @@ class ContentDetector(Detector):
             z_cap=z_cap,
             midpoint=midpoint,
             width=width,
+            system_z=system_z,
         )
+        if not system_z >= 0.0:
+            raise ConfigError("detectors.content.params.system_z must be >= 0")
+        self.system_z = system_z
         self.spread = spread
         self.min_rate = min_rate
         self.min_sampled = min_sampled
@@ -109,7 +123,13 @@ class ContentDetector(Detector):
         n = X["content_sampled"].to_numpy(dtype=float)
         k = X["elicitation_share"].to_numpy(dtype=float) * n
         z = (k - n * p0 - 0.5) / np.sqrt(np.maximum(n * p0 * (1.0 - p0), 1e-9))
-        raw: FloatArray = np.clip(z, 0.0, self.z_cap)
+        configs = (
+            X["system_demand"].to_numpy(dtype=float)
+            if "system_demand" in X.columns
+            else np.zeros(len(X))
+        )
+        from_system = self.system_z * np.sqrt(np.maximum(configs, 0.0))
+        raw: FloatArray = np.clip(np.clip(z, 0.0, None) + from_system, 0.0, self.z_cap)
         score = squash(raw, self.midpoint, self.width)
         reasons: list[list[str]] = [[] for _ in range(len(X))]
         for i in range(len(X)) if explain else ():
@@ -118,6 +138,14 @@ class ContentDetector(Detector):
                 reasons[i] = [
                     f"{round(k[i])} of {int(n[i])} sampled prompts elicit training data "
                     f"({k[i] / max(n[i], 1):.0%}) vs a usual {p0[i]:.0%} among {peer} "
-                    f"(binomial z=+{raw[i]:.1f})"
+                    f"(binomial z=+{max(z[i], 0.0):.1f})"
                 ]
+                if configs[i] > 0:
+                    reasons[i].append(
+                        "the system prompt itself asks for training data (counted once: "
+                        f"z+{from_system[i]:.1f})"
+                        if configs[i] <= 1
+                        else f"{int(configs[i])} accounts' system prompts ask for training "
+                        f"data (z+{from_system[i]:.1f})"
+                    )
         return DetectorOutput(raw=raw, score=score, reasons=reasons)

@@ -23,7 +23,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distillguard import prompt_edges
-from distillguard.content.model import LEXICAL_SIGNAL
 from distillguard.engine import concat_parquet, iter_batches, stable_hash
 from distillguard.features.sketch import SKETCH_COLUMNS, SKETCH_SQ_COLUMN, prompt_sketch
 
@@ -33,6 +32,10 @@ CONTENT_SUM_COLUMNS = (
     "c_n",
     "c_elicit",
     "c_elicit_sum",
+    # Sampled exchanges whose demand came from the system prompt alone (``c_elicit`` does
+    # not count them): evidence about the account's configuration, which the content
+    # detector counts once per account however many requests carry it.
+    "c_sys_elicit",
     *(f"c_cap_{c}" for c in TRACKED_CAPABILITIES),
     "c_cap_other",
     # The first, uniform read only (``followup_quota`` reads suspicious accounts further):
@@ -188,21 +191,24 @@ def _classify_batch(
     classifier: Any,
     prompts: list[str | None],
     system_prompts: list[str | None],
-    rule_bits: np.int64,
     cap_map: np.ndarray[Any, np.dtype[np.int8]],
     sketch: bool,
+    demand: bool = True,
 ) -> dict[str, pa.Array]:
     """The classified columns of one batch (run here or in a worker process)."""
     s = classifier.score(prompts, system_prompts)
-    cols = {
-        "elicitation": pa.array(s.elicitation, pa.float32()),
-        # Counted for an account only when a named rule backs the flag: the n-gram model
-        # alone also fires on honest templates and system prompts ("label only, no
-        # explanation"), and one template repeated 10,000 times is one mistake, not
-        # 10,000 pieces of evidence.
-        "elicit": pa.array((s.flagged & ((s.signals & rule_bits) != 0)).astype(np.int64)),
-        "cap": pa.array(cap_map[s.capability.astype(np.int64)], pa.int8()),
-    }
+    # Counted for an account only when a named rule backs the flag: the n-gram model alone
+    # also fires on honest templates and system prompts ("label only, no explanation"), and
+    # one template repeated 10,000 times is one mistake, not 10,000 pieces of evidence.
+    # Likewise a demand made by the system prompt alone (the app's configuration, the same
+    # on every request) is kept apart: ``sys_elicit``, which the content detector counts
+    # once per account, not once per request.
+    cols = {"elicitation": pa.array(s.elicitation, pa.float32())}
+    if demand:
+        elicit, sys_elicit = classifier.demand(prompts, system_prompts, s)
+        cols["elicit"] = pa.array(elicit.astype(np.int64))
+        cols["sys_elicit"] = pa.array(sys_elicit.astype(np.int64))
+    cols["cap"] = pa.array(cap_map[s.capability.astype(np.int64)], pa.int8())
     if sketch:
         vec, sq = prompt_sketch(prompts)
         for j, name in enumerate(SKETCH_COLUMNS):
@@ -222,10 +228,14 @@ def classify_to_parquet(
     sketch: bool = False,
     executor: Executor | None = None,
     ahead: int = 4,
+    demand: bool = True,
 ) -> int:
     """Classify ``expr``'s prompts in Arrow batches; write ``keep`` columns plus
-    ``elicitation``, ``elicit`` and ``cap`` (index into TRACKED_CAPABILITIES, or "other"),
-    and with ``sketch`` each prompt's quantised sketch (``features.sketch``).
+    ``elicitation``, ``elicit``, ``sys_elicit`` (``ElicitationClassifier.demand``) and
+    ``cap`` (index into TRACKED_CAPABILITIES, or "other"), and with ``sketch`` each
+    prompt's quantised sketch (``features.sketch``). Without ``demand`` (only the scores
+    are wanted) ``elicit`` and ``sys_elicit`` are left out, and with them the second look
+    at the prompts of requests with a system prompt.
 
     With an ``executor`` (worker processes) up to ``ahead`` batches are classified at once;
     they are written in order either way.
@@ -239,13 +249,6 @@ def classify_to_parquet(
             for n in names
         ],
         dtype=np.int8,
-    )
-    rule_bits = np.int64(
-        sum(
-            1 << i
-            for i, name in enumerate(classifier.signal_names)
-            if name != LEXICAL_SIGNAL and not name.startswith("context:")
-        )
     )
     writer: pq.ParquetWriter | None = None
     done = 0
@@ -268,9 +271,9 @@ def classify_to_parquet(
                 classifier,
                 batch.column("prompt").to_pylist(),
                 batch.column("system_prompt").to_pylist(),
-                rule_bits,
                 cap_map,
                 sketch,
+                demand,
             )
             if executor is None:
                 write(kept, _classify_batch(*args))
@@ -291,7 +294,9 @@ def classify_to_parquet(
         types = expr.schema().to_pyarrow()
         empty = {name: pa.array([], types.field(name).type) for name in keep}
         empty["elicitation"] = pa.array([], pa.float32())
-        empty["elicit"] = pa.array([], pa.int64())
+        if demand:
+            empty["elicit"] = pa.array([], pa.int64())
+            empty["sys_elicit"] = pa.array([], pa.int64())
         empty["cap"] = pa.array([], pa.int8())
         if sketch:
             empty |= {name: pa.array([], pa.int32()) for name in SKETCH_COLUMNS}
@@ -378,6 +383,7 @@ def content_bucket_sums(scored: Any) -> Any:
         "c_n": scored.count(),
         "c_elicit": scored.elicit.sum(),
         "c_elicit_sum": scored.elicitation.cast("float64").sum(),
+        "c_sys_elicit": scored.sys_elicit.sum(),
     }
     for i, name in enumerate(TRACKED_CAPABILITIES):
         aggs[f"c_cap_{name}"] = (scored.cap == i).cast("int64").sum()

@@ -21,6 +21,7 @@ FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 CONTENT_FEATURE_NAMES = (
     "content_sampled",
     "elicitation_share",
+    "system_demand",
     "mean_elicitation",
     "coding_share",
     "math_share",
@@ -96,6 +97,12 @@ def _content_features(sums: Mapping[str, Any]) -> dict[str, FloatArray]:
         | {
             "content_sampled": sampled,
             "elicitation_share": _arr(sums["c_elicit"]) / safe,
+            # 1 when the account's system prompt demanded what its prompts did not (one
+            # configuration, however many requests carry it); a campaign's pooled row
+            # holds how many of its members did (``scan._pooled_scores``).
+            "system_demand": (_arr(sums["c_sys_elicit"]) > 0).astype(np.float64)
+            if "c_sys_elicit" in sums
+            else np.zeros_like(sampled),
             "mean_elicitation": _arr(sums["c_elicit_sum"]) / safe,
             "coding_share": _arr(sums["c_cap_coding"]) / safe,
             "math_share": _arr(sums["c_cap_math"]) / safe,

@@ -39,7 +39,13 @@ from distillguard.gateway.apis import (
     usage_of,
 )
 from distillguard.gateway.config import GatewayConfig
-from distillguard.gateway.content import ContentCheck, ContentResult, load_classifier
+from distillguard.gateway.content import (
+    ContentCheck,
+    ContentResult,
+    content_sums,
+    load_classifier,
+    own_flag,
+)
 from distillguard.gateway.decision_log import DecisionLog
 from distillguard.gateway.degrade import SSEDegrader, degrade_request, degrade_response
 from distillguard.gateway.identity import (
@@ -442,8 +448,10 @@ class Gateway:
             ts,
             limit,
             distinct_values(row),
-            1.0 if content is not None and content.flagged else 0.0,
+            1.0 if content is not None and own_flag(content) else 0.0,
         )
+        if content is not None:
+            self.state.add(account, content_sums(content))
         decision = self.ladder.decide(account, listing, obs, content)
         if obs.source == "fallback":
             decision = Decision(
@@ -455,8 +463,10 @@ class Gateway:
         return row, decision, content, obs
 
     def _content_scored(self, account: str, result: ContentResult) -> None:
-        if result.flagged:  # the share counts flagged prompts, as the batch scan's does
-            self.state.add(account, {"del": 1.0})
+        deltas = content_sums(result)
+        if own_flag(result):  # the share counts the prompts' own flags
+            deltas["del"] = 1.0
+        self.state.add(account, deltas)
 
     def _finish(
         self,

@@ -48,6 +48,9 @@ class ContentConfig:
     account_weight: float = 0.9
     account_min_requests: float = 10.0
     half_life_s: float = 3600.0
+    # weight of an account whose system prompt asks for training data when its prompts do
+    # not: its configuration, one fixed piece of evidence however many requests carry it
+    system_weight: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -227,6 +230,7 @@ def parse_gateway(data: Any, source: str = "<policy>") -> GatewayPolicy:
         account_weight=(0, 1),
         account_min_requests=(0, 1e9),
         half_life_s=(1, 1e9),
+        system_weight=(0, 1),
     )
     _choice(content.mode, ("async", "inline", "off"), "gateway.content.mode", source)
     _choice(content.worker, ("process", "thread"), "gateway.content.worker", source)

@@ -36,9 +36,27 @@ class ContentResult:
     elicitation: float
     flagged: bool
     signals: tuple[str, ...]
+    # The batch scan's per-exchange bits (``ElicitationClassifier.demand``): the prompt's own
+    # rule-backed demand, and a demand that only the system prompt makes (the account's
+    # configuration: one piece of evidence, not one per request). A classifier without
+    # ``demand`` leaves both False.
+    elicit: bool = False
+    system_only: bool = False
 
 
 Sink = Callable[[str, ContentResult], None]
+
+
+def own_flag(result: ContentResult) -> bool:
+    """Whether a flagged prompt is this request's own evidence: not when only its system
+    prompt (the account's configuration) made it elicit."""
+    return result.flagged and not result.system_only
+
+
+def content_sums(result: ContentResult) -> dict[str, float]:
+    """One scored prompt's additions to the account's content sums, by the batch scan's
+    definitions (``features.content``: ``c_n``, ``c_elicit``, ``c_sys_elicit``)."""
+    return {"c_n": 1, "c_elicit": int(result.elicit), "c_sys_elicit": int(result.system_only)}
 
 
 def load_classifier() -> Any | None:
@@ -57,10 +75,23 @@ def load_classifier() -> Any | None:
 
 def _score_with(clf: Any, prompts: list[str], systems: list[str | None]) -> list[ContentResult]:
     scores = clf.score(prompts, systems)
+    n = len(prompts)
+    own, sys_only = [False] * n, [False] * n
+    if callable(getattr(clf, "demand", None)):
+        e, s = clf.demand(prompts, systems, scores)
+        own, sys_only = [bool(x) for x in e], [bool(x) for x in s]
     out = []
-    for j in range(len(prompts)):
+    for j in range(n):
         sig = scores.signals_of(j) if hasattr(scores, "signals_of") else []
-        out.append(ContentResult(float(scores.elicitation[j]), bool(scores.flagged[j]), tuple(sig)))
+        out.append(
+            ContentResult(
+                float(scores.elicitation[j]),
+                bool(scores.flagged[j]),
+                tuple(sig),
+                own[j],
+                sys_only[j],
+            )
+        )
     return out
 
 
@@ -82,11 +113,12 @@ def _worker_score(prompts: list[str], systems: list[str | None]) -> list[Content
     return _score_with(_WORKER_CLF, prompts, systems)
 
 
-def _result(score: Any) -> ContentResult:
+def _result(score: Any, demand: tuple[bool, bool] = (False, False)) -> ContentResult:
     return ContentResult(
         float(getattr(score, "elicitation", 0.0)),
         bool(getattr(score, "flagged", False)),
         tuple(getattr(score, "signals", ()) or ()),
+        *demand,
     )
 
 
@@ -152,7 +184,11 @@ class ContentCheck:
         inline = self.config.mode == "inline" and self._inline_allowed()
         if inline or not self._batch_api:
             t0 = self._clock()
-            result = _result(self.clf.score_one(prompt, system))
+            one = self.clf.score_one(prompt, system)
+            demand = getattr(self.clf, "demand_one", None)
+            result = _result(
+                one, demand(prompt, system, one) if callable(demand) else (False, False)
+            )
             self._spent += self._clock() - t0
             self.scored += 1
             self.scored_inline += 1

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from distillguard.features import derive_features
 from distillguard.gateway.config import RANK, Action, GatewayPolicy, RateLimit
-from distillguard.gateway.content import ContentResult
+from distillguard.gateway.content import ContentResult, own_flag
 from distillguard.gateway.lists import Listing
 from distillguard.gateway.state import Observation
 
@@ -104,13 +104,21 @@ class Ladder:
         parts, floor = self._list_parts(listing)
         # Below the classifier's own threshold a prompt is not evidence: ordinary prompts
         # score around 0.3, and adding that to every request would watch every account.
-        if content is not None and content.flagged:
+        if content is not None and own_flag(content):
             parts.append(
                 (
                     pol.content.request_weight * content.elicitation,
                     f"content: elicitation {content.elicitation:.2f}"
                     + (f" ({', '.join(content.signals[:3])})" if content.signals else ""),
                 )
+            )
+        # A system prompt that asks for training data is the account's configuration: one
+        # fixed piece of evidence, whether this request carries it or an earlier one did.
+        if (content is not None and content.system_only) or (
+            obs is not None and obs.content.get("c_sys_elicit", 0) > 0
+        ):
+            parts.append(
+                (pol.content.system_weight, "content: the system prompt asks for training data")
             )
         if obs is not None:
             if obs.decayed_n >= pol.content.account_min_requests and obs.decayed_elicitation > 0:

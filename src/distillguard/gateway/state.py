@@ -34,11 +34,16 @@ from distillguard.gateway.sketch import DistinctSketch
 
 log = logging.getLogger("distillguard.gateway")
 
-# Decayed request count and decayed count of prompts the classifier flagged (the batch
-# scan's elicitation_share counts flagged prompts too): the account's *recent* behaviour,
-# which the all-time sums cannot show.
+# Decayed request count and decayed count of prompts the classifier flagged, unless only
+# their system prompt made them elicit: the account's *recent* behaviour, which the
+# all-time sums cannot show.
 DECAYED = ("dn", "del")
-READ_FIELDS = (*SUM_COLUMNS, "active_buckets", *DECAYED)
+# The batch scan's content sums, over every prompt the gateway scored (the scan's are over
+# a sample): prompts with text scored, their own eliciting demands, and demands that only
+# the system prompt made (``features.content``; the content detector counts the latter
+# once per account).
+CONTENT_FIELDS = ("c_n", "c_elicit", "c_sys_elicit")
+READ_FIELDS = (*SUM_COLUMNS, "active_buckets", *DECAYED, *CONTENT_FIELDS)
 
 
 class StateUnavailable(DistillGuardError):
@@ -54,6 +59,8 @@ class Observation:
     source: str  # "local", "redis" or "fallback"
     # distinct_ips, distinct_ip24s, distinct_user_agents (estimates; exact while small)
     distinct: dict[str, float] = field(default_factory=dict)
+    # CONTENT_FIELDS so far (deltas arrive after the prompt is scored)
+    content: dict[str, float] = field(default_factory=dict)
 
 
 def contributions(row: Mapping[str, Any]) -> dict[str, int]:
@@ -86,10 +93,11 @@ class State(Protocol):
 
 
 class _Account:
-    __slots__ = ("days", "del_", "dn", "dts", "sketches", "sums", "tat")
+    __slots__ = ("content", "days", "del_", "dn", "dts", "sketches", "sums", "tat")
 
     def __init__(self) -> None:
         self.sums: dict[str, float] = dict.fromkeys(SUM_COLUMNS, 0)
+        self.content: dict[str, float] = dict.fromkeys(CONTENT_FIELDS, 0)
         # made on first use: most accounts never send a user agent or an IP worth keeping
         self.sketches: dict[str, DistinctSketch] = {}
         self.days: set[date] = set()
@@ -157,6 +165,7 @@ class LocalState:
             retry,
             self.source,
             _counts(sketches),
+            dict(acc.content),
         )
 
     async def observe(
@@ -177,6 +186,8 @@ class LocalState:
         for k, v in deltas.items():
             if k == "del":
                 acc.del_ += v
+            elif k in acc.content:
+                acc.content[k] += v
             else:
                 acc.sums[k] = acc.sums.get(k, 0) + v
 
@@ -191,6 +202,11 @@ class LocalState:
         """The account's distinct counts by feature name (tests, /v1/decide)."""
         acc = self._accounts.get(account)
         return None if acc is None else _counts(acc.sketches)
+
+    def content_of(self, account: str) -> dict[str, float] | None:
+        """The account's content sums (``CONTENT_FIELDS``; tests)."""
+        acc = self._accounts.get(account)
+        return None if acc is None else dict(acc.content)
 
     async def flush(self) -> None:
         return None
@@ -307,7 +323,10 @@ class RedisState:
         got = dict(zip(READ_FIELDS, (_num(x) for x in values_read), strict=True))
         sums = {k: got[k] for k in (*SUM_COLUMNS, "active_buckets")}
         distinct = {FEATURE_OF[k]: float(c) for k, c in zip(DISTINCT_KEYS, counts, strict=True)}
-        return Observation(sums, got["dn"], got["del"], float(retry), self.source, distinct)
+        content = {k: got[k] for k in CONTENT_FIELDS}
+        return Observation(
+            sums, got["dn"], got["del"], float(retry), self.source, distinct, content
+        )
 
     def add(self, account: str, deltas: Mapping[str, float]) -> None:
         slot = self._pending.setdefault(account, {})
