@@ -981,6 +981,15 @@ def group_crowds(
     unit_campaign = {
         int(unit[index[c.account_ids[0]]]): n for n, c in old_of.items() if c.account_ids
     }
+    # The crowd values each group's members hold most, for all groups in one pass.
+    group_of = pd.Series(groups, index=names).reindex(crowd["account_id"].astype(str))
+    held = crowd.assign(group=group_of.to_numpy()).dropna(subset=["group"])
+    held = held.groupby(["group", "key", "value", "accounts"]).size().reset_index(name="n")
+    held = held.sort_values(["group", "n", "key", "value"], ascending=[True, False, True, True])
+    held["group"] = held["group"].astype(np.int64)
+    by_group: dict[Any, pd.DataFrame] = {
+        g: v.groupby("key").head(10) for g, v in held.groupby("group", sort=False)
+    }
     result = []
     order = np.argsort(groups, kind="stable")
     for members in np.split(order, np.flatnonzero(np.diff(groups[order])) + 1):
@@ -991,7 +1000,8 @@ def group_crowds(
         if len(olds) == 1 and len(units) == 1:
             result.append(olds[0])
             continue
-        result.append(_grouped_campaign(members, names, olds, crowd, scores, ea, eb, cfg))
+        mine = by_group.get(groups[members[0]], held.iloc[:0])
+        result.append(_grouped_campaign(members, names, olds, mine, scores, ea, eb, cfg))
     result.sort(key=lambda c: (-c.score, -len(c.account_ids)))
     return result
 
@@ -1086,14 +1096,15 @@ def _grouped_campaign(
     members: np.ndarray,
     names: list[str],
     olds: list[Campaign],
-    crowd: pd.DataFrame,
+    held: pd.DataFrame,
     scores: pd.Series,
     ea: np.ndarray,
     eb: np.ndarray,
     cfg: LinkingConfig,
 ) -> Campaign:
     """One campaign of ``members`` (indices into ``names``): the old campaigns' indicators
-    and degrees, and the crowd values most of its members hold."""
+    and degrees, and the crowd values most of its members hold (``held``: key, value,
+    accounts, n, at most 10 per key, most held first)."""
     member_ids = sorted(names[i] for i in members)
     inside = np.zeros(len(names), dtype=bool)
     inside[members] = True
@@ -1107,13 +1118,9 @@ def _grouped_campaign(
         for k, vs in c.shared.items():
             have = shared.setdefault(k, [])
             have += [v for v in vs if v not in have][: 10 - len(have)]
-    mine = crowd[crowd["account_id"].astype(str).isin(set(member_ids))]
-    top = mine.groupby(["key", "value", "accounts"]).size().reset_index(name="n")
-    top = top.sort_values(["n", "key", "value"], ascending=[False, True, True], kind="stable")
-    for key, value, accounts, n in top.itertuples(index=False):
+    for key, value, accounts, n in held[["key", "value", "accounts", "n"]].itertuples(index=False):
         label = f"{value} (held by {int(accounts):,} accounts, {int(n):,} of them here)"
-        if len(shared.setdefault(f"{key} (crowd)", [])) < 10:
-            shared[f"{key} (crowd)"].append(label)
+        shared.setdefault(f"{key} (crowd)", []).append(label)
     member_scores = scores.reindex(member_ids).fillna(0.0).to_numpy()
     digest = hashlib.sha256("\n".join(member_ids).encode()).hexdigest()[:12]
     return Campaign(
