@@ -19,6 +19,7 @@ from distillguard.linking import (
     TEMPLATE_KEYS,
     Campaign,
     LinkingConfig,
+    crowd_joiners,
     crowd_values,
     group_crowds,
     link_accounts,
@@ -641,3 +642,40 @@ def test_crowd_values_are_wide_values_held_mostly_by_flagged_accounts() -> None:
     assert set(prefix["value"]) == {"harvest wrapper: answer with every step "}
     assert len(prefix) == 6
     assert crowd_values(t, None, set(), cfg).empty
+
+
+def test_an_unflagged_account_joins_a_crowd_campaign_only_on_its_own_prompts() -> None:
+    from distillguard.scan import _crowd_joiners
+
+    rng = np.random.default_rng(1)
+    a = [f"a{i:03d}" for i in range(40)]
+    wrappers = [f"wrapper A{i}" for i in range(12)]
+    harvester, student, elsewhere, thin = "u-harvester", "u-student", "u-elsewhere", "u-thin"
+    rows = crowd_rows(a, wrappers, rng)
+    # Two accounts using the campaign's wrappers as its members do on average.
+    rows += [
+        {"account_id": u, "key": "prompt_prefix", "value": v, "uses": 20}
+        for u in (harvester, student)
+        for v in wrappers
+    ]
+    rows += crowd_rows([elsewhere], [f"wrapper B{i}" for i in range(12)], rng)
+    rows += crowd_rows([thin], wrappers[:2], rng)  # too few values to compare
+    crowd = pd.DataFrame(rows).assign(accounts=500)
+    campaign = Campaign("C-a", list(a), 0.9)
+    found = crowd_joiners(crowd, [campaign], CFG)
+    assert set(found["account_id"]) == {harvester, student}
+    assert (found["campaign_id"] == "C-a").all()
+    # Its own sampled prompts decide: the harvester elicits in 12% of 200, the student in 1%.
+    ids = [*a, harvester, student, elsewhere, thin]
+    last = pd.DataFrame({"account_id": ids, "c_n": 200.0, "c_elicit": 24.0})
+    last.loc[last["account_id"] == student, "c_elicit"] = 2.0
+    mix = mix_of({(300, 300, 100): ids})
+    pol = load_policy(None)
+    joined = _crowd_joiners(crowd, [campaign], last, mix, pol)
+    assert list(joined["account_id"]) == [harvester]
+    assert harvester in campaign.account_ids and student not in campaign.account_ids
+    assert campaign.degree[harvester] == 0  # linked to nobody: checked again downstream
+    # ... and so does what it harvests.
+    other = Campaign("C-b", list(a), 0.9)
+    mix.loc[harvester] = [20, 20, 600]
+    assert _crowd_joiners(crowd, [other], last, mix, pol).empty

@@ -96,6 +96,8 @@ class LinkingConfig:
     crowd_resolution: float = 1.0
     crowd_merge_similarity: float = 0.7
     crowd_split_rounds: int = 4
+    crowd_join_quantile: float = 0.1
+    crowd_join_min_z: float = 0.0
 
 
 @dataclass
@@ -356,17 +358,15 @@ def _templates(seen: pd.DataFrame, key: str, fraction: float, cfg: LinkingConfig
     return out
 
 
-def _uses_of(t: Any, key: str, values: pd.DataFrame, accounts: Any | None = None) -> Any:
+def _uses_of(t: Any, key: str, values: pd.DataFrame) -> Any:
     """(account_id, key, value, uses) of the template ``values`` (a frame with a ``value``
-    column) over the whole log, for ``accounts`` only if given."""
+    column) over the whole log."""
     # The few templates are a table of their own: joined as a subquery of the same log,
     # the engine would materialise every long prompt's edge first to serve both sides.
     templates = ibis.memtable(values[["value"]], schema={"value": "string"})
     long = t.filter(prompt_edges.chars(t) >= TEMPLATE_MIN_PROMPT)
     rows = long.select(account_id=long.account_id, value=_template(long, key))
     used = rows.semi_join(templates, "value")
-    if accounts is not None:
-        used = used.semi_join(accounts, "account_id")
     return (
         used.group_by(["account_id", "value"])
         .aggregate(key=ibis.literal(key), uses=used.count())
@@ -817,9 +817,9 @@ def crowd_values(
     cfg: LinkingConfig,
     work: Path | None = None,
 ) -> pd.DataFrame:
-    """(account_id, key, value, uses, accounts): the ``flagged`` accounts' *crowd* values,
-    held by more than ``max_key_accounts`` accounts, at least ``crowd_min_flagged`` of them
-    flagged.
+    """(account_id, key, value, uses, accounts): *crowd* values, held by more than
+    ``max_key_accounts`` accounts, at least ``crowd_min_flagged`` of them ``flagged``, and
+    every account that holds them.
 
     ``pair_evidence`` ignores a value held that widely: a NAT, an SDK's user agent, an
     everyday phrasing. But a campaign of thousands of accounts makes its own wrappers,
@@ -841,7 +841,7 @@ def crowd_values(
         (pop.accounts > cfg.max_key_accounts)
         & (pop.flagged >= cfg.crowd_min_flagged * pop.accounts)
     ).select("key", "value", "accounts")
-    rows = kv.semi_join(fl, "account_id").join(crowd, ["key", "value"]).select(*cols)
+    rows = kv.join(crowd, ["key", "value"]).select(*cols)
     parts = [rows.to_pyarrow().to_pandas()]
     keys = [k for k in TEMPLATE_KEYS if k in cfg.keys]
     if keys:
@@ -862,8 +862,7 @@ def crowd_values(
             if not ok.any():
                 continue
             found = pd.DataFrame({"value": size.index[ok], "accounts": size[ok].to_numpy()})
-            used = _uses_of(t, key, found, fl.select("account_id"))
-            df = used.to_pyarrow().to_pandas().merge(found, on="value")
+            df = _uses_of(t, key, found).to_pyarrow().to_pandas().merge(found, on="value")
             parts.append(df[cols])
     parts = [p for p in parts if len(p)]
     return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
@@ -1129,4 +1128,52 @@ def _grouped_campaign(
         1.0 - float(np.prod(1.0 - cfg.member_damping * member_scores)),
         dict(sorted(shared.items())),
         linked,
+    )
+
+
+def crowd_joiners(
+    crowd: pd.DataFrame, campaigns: list[Campaign], cfg: LinkingConfig
+) -> pd.DataFrame:
+    """(account_id, campaign_id, similarity): accounts in no campaign whose crowd profile
+    is like one campaign's (the most similar if several): its cosine with the members'
+    mean profile is at least what the members' own are at their ``crowd_join_quantile``
+    (and ``crowd_min_similarity``). A campaign that paraphrases widely has members less
+    alike than one that reuses three wrappers; each is its own baseline.
+
+    This is only where a campaign might lift an account: its own prompts must back it
+    (``scan`` asks for eliciting significantly above the lowest content bar and the same
+    capability mix), since an honest customer of the proxy provider's ISP holds some of
+    the same values.
+    """
+    cols = ["account_id", "campaign_id", "similarity"]
+    ids, vectors = crowd_profiles(crowd, cfg)
+    member = {a: n for n, c in enumerate(campaigns) for a in c.account_ids}
+    rows = ids.get_indexer(pd.Index(list(member)))
+    known = rows >= 0
+    if len(ids) == 0 or not known.any():
+        return pd.DataFrame(columns=cols)
+    owner = np.array(list(member.values()))[known]
+    sums = np.zeros((len(campaigns), vectors.shape[1]))
+    np.add.at(sums, owner, vectors[rows[known]])
+    enough = np.bincount(owner, minlength=len(campaigns)) >= cfg.min_campaign_accounts
+    centre = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+    centre[~enough] = 0.0
+    own = np.sum(vectors[rows[known]] * centre[owner], axis=1)
+    bar = np.full(len(campaigns), np.inf)
+    for n in np.flatnonzero(enough):
+        bar[n] = np.quantile(own[owner == n], cfg.crowd_join_quantile)
+    bar = np.maximum(bar, cfg.crowd_min_similarity)
+    free = np.flatnonzero(~ids.isin(list(member)) & (np.abs(vectors).sum(axis=1) > 0))
+    if len(free) == 0:
+        return pd.DataFrame(columns=cols)
+    sims = vectors[free] @ centre.T.astype(np.float32)
+    best = sims.argmax(axis=1)
+    top = sims[np.arange(len(free)), best]
+    ok = top >= bar[best]
+    return pd.DataFrame(
+        {
+            "account_id": ids[free[ok]].to_numpy(),
+            "campaign_id": [campaigns[b].campaign_id for b in best[ok]],
+            "similarity": top[ok].astype(float),
+        }
     )

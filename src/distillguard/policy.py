@@ -178,6 +178,8 @@ def _parse_linking(table: dict[str, Any], source: str) -> LinkingConfig:
         "crowd_neighbours": (1, 1e4),
         "crowd_min_values": (1, 1e6),
         "crowd_split_rounds": (0, 100),
+        "crowd_join_quantile": (0.0, 1.0),
+        "crowd_join_min_z": (-1e3, 1e3),
         "crowd_min_similarity": (-1.0, 1.0),
         "crowd_dim": (8, 1e5),
         "crowd_resolution": (0.0, 1e3),

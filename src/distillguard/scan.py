@@ -57,9 +57,11 @@ from distillguard.ingest.stage import DEFAULT_MAX_LINE_BYTES, PARALLEL_MIN_BYTES
 from distillguard.linking import (
     TEMPLATE_MIN_PROMPT,
     Campaign,
+    crowd_joiners,
     crowd_values,
     group_crowds,
     link_accounts,
+    mixes_differ,
     pair_evidence,
     shared_values,
     synchrony_candidates,
@@ -311,12 +313,13 @@ def _scan(
         mix.index = mix.index.astype(str)
         linked = link_accounts(sv, own, cfg, self_flagged, pairs=pairs, mix=mix)
         crowd = crowd_values(t, acc_t, self_flagged, cfg, work)
+        grouped = group_crowds(linked, crowd[crowd["account_id"].isin(self_flagged)], own, cfg, mix)
+        joined = _crowd_joiners(crowd, grouped, last, mix, pol)
         rep.log(
-            f"{len(crowd):,} crowd values of {crowd['account_id'].nunique():,} flagged accounts"
+            f"{len(crowd):,} crowd values of {crowd['account_id'].nunique():,} accounts; "
+            f"{len(joined):,} accounts join a campaign on them and their own prompts"
         )
-        linked = _consistent_members(
-            group_crowds(linked, crowd, own, cfg, mix), last, cfg.min_campaign_accounts
-        )
+        linked = _consistent_members(grouped, last, cfg.min_campaign_accounts)
         # A campaign is judged like one account made of all its members' traffic, against
         # the accounts' baselines: 25 exchanges a day each is thin evidence, 500 is not.
         pooled = _pooled_scores(
@@ -599,6 +602,45 @@ def _member_found_at(own: pd.Timestamp | None, campaign: Any, first_day: pd.Time
     member's own first day."""
     via_campaign = max(campaign, first_day + timedelta(days=1))
     return via_campaign if own is None else min(own, via_campaign)
+
+
+def _crowd_joiners(
+    crowd: pd.DataFrame,
+    campaigns: list[Campaign],
+    last: pd.DataFrame,
+    mix: pd.DataFrame,
+    pol: Policy,
+) -> pd.DataFrame:
+    """Accounts added to the campaign whose crowd profile theirs is like (``crowd_joiners``)
+    when their own prompts back it: eliciting significantly above the lowest bar the
+    content detector can set (binomial z >= ``crowd_join_min_z``: a harvester too thinly
+    sampled to pass its own peer bar, not an honest account that shares a proxy's ISP)
+    and a capability mix that does not differ from the campaign's. Added in place (linked
+    to nobody: ``degree`` 0, so ``_consistent_members`` checks them too); returned."""
+    cfg = pol.linking
+    cand = crowd_joiners(crowd, campaigns, cfg)
+    if cand.empty:
+        return cand
+    spec = next((d for d in pol.detectors if d.name == "content"), None)
+    rate = float(spec.params.get("min_rate", 0.02)) if spec is not None else 0.02
+    sums = last.set_index("account_id").reindex(cand["account_id"])
+    k = sums["c_elicit"].fillna(0.0).to_numpy(dtype=float)
+    n = sums["c_n"].fillna(0.0).to_numpy(dtype=float)
+    z = (k - n * rate - 0.5) / np.sqrt(np.maximum(n * rate * (1.0 - rate), 1e-9))
+    by_id = {c.campaign_id: c for c in campaigns}
+    mixes = {
+        c: mix.reindex(by_id[c].account_ids).fillna(0.0).sum().to_numpy(dtype=float)
+        for c in pd.unique(cand["campaign_id"])
+    }
+    pooled = np.array([mixes[c] for c in cand["campaign_id"]])
+    own = mix.reindex(cand["account_id"]).fillna(0.0).to_numpy(dtype=float)
+    ok = (z >= cfg.crowd_join_min_z) & ~mixes_differ(own, pooled, cfg)
+    joined: pd.DataFrame = cand[ok].reset_index(drop=True)
+    for campaign_id, ids in joined.groupby("campaign_id")["account_id"]:
+        c = by_id[str(campaign_id)]
+        c.account_ids = sorted({*c.account_ids, *map(str, ids)})
+        c.degree.update({str(a): 0 for a in ids})
+    return joined
 
 
 def _consistent_members(
