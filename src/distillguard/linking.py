@@ -822,10 +822,10 @@ def crowd_values(
     every account that holds them.
 
     ``pair_evidence`` ignores a value held that widely: a NAT, an SDK's user agent, an
-    everyday phrasing. But a campaign of thousands of accounts makes its own wrappers,
-    proxy ranges and release reactions that popular, and what tells the two apart is who
-    holds them: the public's values are held mostly by accounts nothing flags. Templates
-    are judged on the template sample (flagged share of the accounts it saw using each).
+    everyday phrasing. But a campaign of thousands of accounts makes its own wrappers and
+    proxy ranges that popular, and what tells the two apart is who holds them: the
+    public's values are held mostly by accounts nothing flags. Templates are judged on the
+    template sample (flagged share of the accounts it saw using each).
     """
     cols = ["account_id", "key", "value", "uses", "accounts"]
     kv = _account_values(t, accounts_table, cfg, work)
@@ -870,10 +870,10 @@ def crowd_values(
 
 def crowd_profiles(crowd: pd.DataFrame, cfg: LinkingConfig) -> tuple[pd.Index, np.ndarray]:
     """Each account's use of its crowd values (``crowd_min_values`` of them at least) as a
-    unit vector: per key, its share of uses
-    on each value (L2-normalised, times the square root of the key's weight), folded by
-    feature hashing into ``crowd_dim`` dimensions (inner products are kept in expectation,
-    and memory stays accounts x dim however many values there are)."""
+    unit vector: per key, its share of uses on each value (L2-normalised, times the square
+    root of the key's weight), folded by feature hashing into ``crowd_dim`` dimensions
+    (inner products are kept in expectation, and memory stays accounts x dim however many
+    values there are)."""
     c = crowd[crowd["key"].map(cfg.keys).fillna(0.0) > 0]
     # One value everyone flagged uses (the most common elicitation suffix) makes every
     # profile alike: an account is compared on a few of its own at least.
@@ -906,12 +906,10 @@ def crowd_neighbours(vectors: np.ndarray, cfg: LinkingConfig, block: int = 2048)
     n = len(vectors)
     k = min(cfg.crowd_neighbours, n - 1)
     parts = []
-    for lo in range(0, n, block):
+    for lo in range(0, n if k > 0 else 0, block):
         sims = vectors[lo : lo + block] @ vectors.T
         rows = np.arange(lo, min(lo + block, n))
         sims[rows - lo, rows] = -np.inf
-        if k <= 0:
-            break
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         s = np.take_along_axis(sims, top, axis=1)
         i = np.repeat(rows, k)
@@ -1141,7 +1139,7 @@ def crowd_joiners(
     alike than one that reuses three wrappers; each is its own baseline.
 
     This is only where a campaign might lift an account: its own prompts must back it
-    (``scan`` asks for eliciting significantly above the lowest content bar and the same
+    (``scan`` asks for eliciting at least at the lowest content bar's rate and the same
     capability mix), since an honest customer of the proxy provider's ISP holds some of
     the same values.
     """

@@ -612,11 +612,12 @@ def _crowd_joiners(
     pol: Policy,
 ) -> pd.DataFrame:
     """Accounts added to the campaign whose crowd profile theirs is like (``crowd_joiners``)
-    when their own prompts back it: eliciting significantly above the lowest bar the
-    content detector can set (binomial z >= ``crowd_join_min_z``: a harvester too thinly
-    sampled to pass its own peer bar, not an honest account that shares a proxy's ISP)
-    and a capability mix that does not differ from the campaign's. Added in place (linked
-    to nobody: ``degree`` 0, so ``_consistent_members`` checks them too); returned."""
+    when their own prompts back it: eliciting at least at the lowest bar the content
+    detector can set (binomial z >= ``crowd_join_min_z`` against it: a harvester sampled
+    too thinly to pass its peers' bar, not an honest account on a proxy's ISP, whose share
+    is a fraction of that) and a capability mix that does not differ from the campaign's.
+    Added in place (linked to nobody: ``degree`` 0, so ``_consistent_members`` checks them
+    too); returned."""
     cfg = pol.linking
     cand = crowd_joiners(crowd, campaigns, cfg)
     if cand.empty:
