@@ -25,7 +25,7 @@ import duckdb
 import numpy as np
 
 from distillguard.content import ElicitationClassifier
-from distillguard.features.content import TRACKED_CAPABILITIES, _classify_batch
+from distillguard.features.content import _classify_batch, capability_map
 
 BATCH = 16384
 
@@ -52,16 +52,7 @@ def main() -> None:
     prompts = [r[0] for r in rows]
     systems = [args.only_system if args.only_system else r[1] for r in rows]
     clf = ElicitationClassifier.load_default()
-    names = clf.capability_names
-    cap_map = np.array(
-        [
-            TRACKED_CAPABILITIES.index(n)
-            if n in TRACKED_CAPABILITIES
-            else len(TRACKED_CAPABILITIES)
-            for n in names
-        ],
-        dtype=np.int8,
-    )
+    cap_map = capability_map(clf)
     batches = [
         (prompts[i : i + BATCH], systems[i : i + BATCH]) for i in range(0, len(prompts), BATCH)
     ]

@@ -217,6 +217,19 @@ def _classify_batch(
     return cols
 
 
+def capability_map(classifier: Any) -> np.ndarray[Any, np.dtype[np.int8]]:
+    """The ``cap`` code of each of the classifier's capability labels: its index in
+    TRACKED_CAPABILITIES, or "other" (the next code)."""
+    tracked = len(TRACKED_CAPABILITIES)
+    return np.array(
+        [
+            TRACKED_CAPABILITIES.index(n) if n in TRACKED_CAPABILITIES else tracked
+            for n in classifier.capability_names
+        ],
+        dtype=np.int8,
+    )
+
+
 def classify_to_parquet(
     con: Any,
     expr: Any,
@@ -240,16 +253,7 @@ def classify_to_parquet(
     With an ``executor`` (worker processes) up to ``ahead`` batches are classified at once;
     they are written in order either way.
     """
-    names = classifier.capability_names
-    cap_map = np.array(
-        [
-            TRACKED_CAPABILITIES.index(n)
-            if n in TRACKED_CAPABILITIES
-            else len(TRACKED_CAPABILITIES)
-            for n in names
-        ],
-        dtype=np.int8,
-    )
+    cap_map = capability_map(classifier)
     writer: pq.ParquetWriter | None = None
     done = 0
     pending: deque[tuple[dict[str, pa.Array], Future[dict[str, pa.Array]]]] = deque()
