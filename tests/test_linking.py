@@ -575,10 +575,10 @@ def test_big_campaigns_are_grouped_by_their_crowd_values_and_kept_apart() -> Non
     rows += crowd_rows(b, [f"wrapper B{i}" for i in range(12)], rng)
     # Both use the same proxy provider: shared infrastructure, not one operator.
     rows += crowd_rows(a + b, [f"asn {i}" for i in range(3)], rng, key="asn")
-    crowd = pd.DataFrame(rows).assign(accounts=500)
+    crowd = ibis.memtable(pd.DataFrame(rows).assign(accounts=500))
     ids = a + b
     pair_campaign = Campaign("C-pair", a[:3], 0.9, {"payment_fingerprint": ["card-1"]})
-    got = group_crowds([pair_campaign], crowd, scores(ids, 0.9), CFG)
+    got = group_crowds([pair_campaign], crowd, set(ids), scores(ids, 0.9), CFG)
     assert sorted(c.account_ids for c in got) == [a, b]
     grouped = next(c for c in got if c.account_ids == a)
     assert grouped.shared["payment_fingerprint"] == ["card-1"]  # the pair campaign's evidence
@@ -586,12 +586,13 @@ def test_big_campaigns_are_grouped_by_their_crowd_values_and_kept_apart() -> Non
     # One of A's accounts harvests something else entirely: taken out of A.
     mix = mix_of({(300, 300, 100): ids})
     mix.loc["a010"] = [50, 50, 600]
-    split = group_crowds([pair_campaign], crowd, scores(ids, 0.9), CFG, mix)
+    split = group_crowds([pair_campaign], crowd, set(ids), scores(ids, 0.9), CFG, mix)
     assert sorted(c.account_ids for c in split) == [[x for x in a if x != "a010"], b]
     # No crowd values, or too few per account to compare: the campaigns stay as they were.
-    assert group_crowds([pair_campaign], crowd.iloc[:0], scores(ids, 0.9), CFG) == [pair_campaign]
-    one_each = crowd.drop_duplicates("account_id")
-    assert group_crowds([pair_campaign], one_each, scores(ids, 0.9), CFG) == [pair_campaign]
+    assert group_crowds([pair_campaign], None, set(ids), scores(ids, 0.9), CFG) == [pair_campaign]
+    one_each = ibis.memtable(pd.DataFrame(rows).assign(accounts=500).drop_duplicates("account_id"))
+    same = group_crowds([pair_campaign], one_each, set(ids), scores(ids, 0.9), CFG)
+    assert same == [pair_campaign]
 
 
 def test_crowd_values_are_wide_values_held_mostly_by_flagged_accounts() -> None:
@@ -632,7 +633,7 @@ def test_crowd_values_are_wide_values_held_mostly_by_flagged_accounts() -> None:
         max_key_accounts=4,
         template_min_prompts=5,
     )
-    got = crowd_values(t, None, flagged, cfg)
+    got = crowd_values(t, None, flagged, cfg).to_pyarrow().to_pandas()
     assert set(got["account_id"]) == flagged
     ua = got[got["key"] == "user_agent"]
     # the SDK is held by 11 accounts, 1 flagged: the public's, not a campaign's mark
@@ -641,7 +642,7 @@ def test_crowd_values_are_wide_values_held_mostly_by_flagged_accounts() -> None:
     prefix = got[got["key"] == "prompt_prefix"]
     assert set(prefix["value"]) == {"harvest wrapper: answer with every step "}
     assert len(prefix) == 6
-    assert crowd_values(t, None, set(), cfg).empty
+    assert crowd_values(t, None, set(), cfg) is None
 
 
 def test_an_unflagged_account_joins_a_crowd_campaign_only_on_its_own_prompts() -> None:
@@ -660,7 +661,7 @@ def test_an_unflagged_account_joins_a_crowd_campaign_only_on_its_own_prompts() -
     ]
     rows += crowd_rows([elsewhere], [f"wrapper B{i}" for i in range(12)], rng)
     rows += crowd_rows([thin], wrappers[:2], rng)  # too few values to compare
-    crowd = pd.DataFrame(rows).assign(accounts=500)
+    crowd = ibis.memtable(pd.DataFrame(rows).assign(accounts=500))
     campaign = Campaign("C-a", list(a), 0.9)
     found = crowd_joiners(crowd, [campaign], CFG)
     assert set(found["account_id"]) == {harvester, student}

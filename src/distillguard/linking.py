@@ -38,6 +38,7 @@ import ibis
 import igraph as ig
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 
 from distillguard import prompt_edges
 from distillguard.engine import (
@@ -816,33 +817,34 @@ def crowd_values(
     flagged: set[str] | frozenset[str],
     cfg: LinkingConfig,
     work: Path | None = None,
-) -> pd.DataFrame:
-    """(account_id, key, value, uses, accounts): *crowd* values, held by more than
-    ``max_key_accounts`` accounts, at least ``crowd_min_flagged`` of them ``flagged``, and
-    every account that holds them.
+) -> Any | None:
+    """(account_id, key, value, uses, accounts), an engine table: *crowd* values, held by
+    more than ``max_key_accounts`` accounts, at least ``crowd_min_flagged`` of them
+    ``flagged``, and every account that holds them (None if there are none to judge).
 
     ``pair_evidence`` ignores a value held that widely: a NAT, an SDK's user agent, an
     everyday phrasing. But a campaign of thousands of accounts makes its own wrappers and
     proxy ranges that popular, and what tells the two apart is who holds them: the
     public's values are held mostly by accounts nothing flags. Templates are judged on the
-    template sample (flagged share of the accounts it saw using each).
+    template sample (flagged share of the accounts it saw using each). On a big log these
+    are tens of millions of rows: they stay in the engine (written to ``work`` if given),
+    and only per-account profiles (``crowd_profiles``) come to Python.
     """
     cols = ["account_id", "key", "value", "uses", "accounts"]
     kv = _account_values(t, accounts_table, cfg, work)
     if kv is None or not flagged:
-        return pd.DataFrame(columns=cols)
+        return None
+    con = ibis.get_backend(t)
     fl = ibis.memtable(pd.DataFrame({"account_id": sorted(flagged), "f": 1}))
     # Timing is not identity: only a campaign's accounts that adopted a release share its
     # reaction, so as a profile it would split a campaign into adopters and the rest.
     kv = kv.filter(~kv.key.isin(list(DERIVED_KEYS)))
     held = kv.left_join(fl, "account_id").select(kv.key, kv.value, f=ibis._.f.fill_null(0))
     pop = held.group_by(["key", "value"]).aggregate(accounts=held.count(), flagged=held.f.sum())
-    crowd = pop.filter(
-        (pop.accounts > cfg.max_key_accounts)
-        & (pop.flagged >= cfg.crowd_min_flagged * pop.accounts)
-    ).select("key", "value", "accounts")
-    rows = kv.join(crowd, ["key", "value"]).select(*cols)
-    parts = [rows.to_pyarrow().to_pandas()]
+    popular = (pop.accounts > cfg.max_key_accounts) & (
+        pop.flagged >= cfg.crowd_min_flagged * pop.accounts
+    )
+    parts = [kv.join(pop.filter(popular), ["key", "value"]).select(*cols)]
     keys = [k for k in TEMPLATE_KEYS if k in cfg.keys]
     if keys:
         sample = work / _TEMPLATE_SAMPLE if work is not None else None
@@ -862,41 +864,67 @@ def crowd_values(
             if not ok.any():
                 continue
             found = pd.DataFrame({"value": size.index[ok], "accounts": size[ok].to_numpy()})
-            df = _uses_of(t, key, found).to_pyarrow().to_pandas().merge(found, on="value")
-            parts.append(df[cols])
-    parts = [p for p in parts if len(p)]
-    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
+            sizes = ibis.memtable(found, schema={"value": "string", "accounts": "float64"})
+            used = _uses_of(t, key, found)
+            parts.append(
+                used.join(sizes, "value").select("account_id", "key", "value", "uses", "accounts")
+            )
+    # The files' and the engine's integer widths differ from part to part.
+    parts = [
+        p.select(
+            "account_id",
+            "key",
+            "value",
+            uses=p.uses.cast("int64"),
+            accounts=p.accounts.cast("int64"),
+        )
+        for p in parts
+    ]
+    crowd = ibis.union(*parts, distinct=False)
+    if work is not None:
+        crowd = materialise(con, crowd, work / "crowd_values.parquet")
+    return crowd
 
 
-def crowd_profiles(crowd: pd.DataFrame, cfg: LinkingConfig) -> tuple[pd.Index, np.ndarray]:
-    """Each account's use of its crowd values (``crowd_min_values`` of them at least) as a
-    unit vector: per key, its share of uses on each value (L2-normalised, times the square
-    root of the key's weight), folded by feature hashing into ``crowd_dim`` dimensions
-    (inner products are kept in expectation, and memory stays accounts x dim however many
-    values there are)."""
-    c = crowd[crowd["key"].map(cfg.keys).fillna(0.0) > 0]
+def crowd_profiles(
+    crowd: Any, cfg: LinkingConfig, accounts: set[str] | frozenset[str] | None = None
+) -> tuple[pd.Index, np.ndarray]:
+    """Each account's use of its crowd values (``crowd_min_values`` of them at least; of
+    ``accounts`` only, if given) as a unit vector: per key, its share of uses on each
+    value (L2-normalised, times the square root of the key's weight), folded by feature
+    hashing into ``crowd_dim`` dimensions (inner products are kept in expectation, and
+    memory stays accounts x dim however many values there are). Summed in the engine:
+    only accounts x dim numbers come back."""
+    keys = [k for k, w in cfg.keys.items() if w > 0]
+    c = crowd.filter(crowd.key.isin(keys))
+    if accounts is not None:
+        c = c.semi_join(ibis.memtable(pd.DataFrame({"account_id": sorted(accounts)})), "account_id")
     # One value everyone flagged uses (the most common elicitation suffix) makes every
     # profile alike: an account is compared on a few of its own at least.
-    held = c.groupby("account_id")["value"].transform("size")
-    c = c[held.to_numpy() >= cfg.crowd_min_values]
-    ids = pd.Index(sorted(pd.unique(c["account_id"].astype(str))))
-    out = np.zeros((len(ids), cfg.crowd_dim), dtype=np.float32)
-    if c.empty:
-        return ids, out
-    group = [c["account_id"], c["key"]]
-    uses = c["uses"].to_numpy(dtype=np.float64)
-    x = uses / c.groupby(group)["uses"].transform("sum").to_numpy(dtype=np.float64)
-    norm = np.sqrt(pd.Series(x * x, index=c.index).groupby(group).transform("sum").to_numpy())
-    x = x / norm * np.sqrt(c["key"].map(cfg.keys).to_numpy(dtype=np.float64))
+    n = c.group_by("account_id").aggregate(n=c.count())
+    c = c.semi_join(n.filter(n.n >= cfg.crowd_min_values), "account_id")
+    values = c.select("key", "value").distinct().to_pyarrow().to_pandas()
+    if values.empty:
+        return pd.Index([], dtype=object), np.zeros((0, cfg.crowd_dim), dtype=np.float32)
     digest = pd.util.hash_pandas_object(
-        c["key"].astype(str) + "\x00" + c["value"].astype(str), index=False
+        values["key"].astype(str) + "\x00" + values["value"].astype(str), index=False
     ).to_numpy(dtype=np.uint64)
-    column = (digest % np.uint64(cfg.crowd_dim)).astype(np.int64)
+    values["col"] = (digest % np.uint64(cfg.crowd_dim)).astype(np.int64)
     sign = np.where((digest >> np.uint64(32)) & np.uint64(1), 1.0, -1.0)
-    row = ids.get_indexer(c["account_id"].astype(str))
-    np.add.at(out, (row, column), (sign * x).astype(np.float32))
+    values["w"] = sign * np.sqrt(values["key"].map(cfg.keys).to_numpy(dtype=np.float64))
+    dims = ibis.memtable(values)
+    uses = c.uses.cast("float64")
+    ss = c.group_by(["account_id", "key"]).aggregate(ss=(uses * uses).sum())
+    j = c.join(ss, ["account_id", "key"]).join(dims, ["key", "value"])
+    x = j.w * j.uses.cast("float64") / j.ss.sqrt()
+    table = j.group_by(["account_id", "col"]).aggregate(x=x.sum()).to_pyarrow()
+    account = pc.dictionary_encode(table.column("account_id")).combine_chunks()
+    ids = pd.Index(account.dictionary.to_pylist(), dtype=object)
+    out = np.zeros((len(ids), cfg.crowd_dim), dtype=np.float32)
+    out[account.indices.to_numpy(), table.column("col").to_numpy()] = table.column("x").to_numpy()
     out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-    return ids, out
+    order = np.argsort(ids.to_numpy(dtype=str), kind="stable")  # engine order varies
+    return ids[order], out[order]
 
 
 def crowd_neighbours(vectors: np.ndarray, cfg: LinkingConfig, block: int = 2048) -> pd.DataFrame:
@@ -926,7 +954,8 @@ def crowd_neighbours(vectors: np.ndarray, cfg: LinkingConfig, block: int = 2048)
 
 def group_crowds(
     campaigns: list[Campaign],
-    crowd: pd.DataFrame,
+    crowd: Any | None,
+    flagged: set[str] | frozenset[str],
     scores: pd.Series,
     cfg: LinkingConfig,
     mix: pd.DataFrame | None = None,
@@ -941,12 +970,14 @@ def group_crowds(
     is then checked like a pair linked by templates alone: a unit (a lone account, or a
     campaign) whose capability mix differs from the rest of its group (``mixes_differ``)
     is taken out, and the ones taken out are grouped among themselves and checked again.
-    Groups alike in profile and mix are merged (``_merge_alike``). It groups what is
-    already flagged and lifts nobody.
+    Groups alike in profile and mix are merged (``_merge_alike``). It groups the
+    ``flagged`` accounts and lifts nobody.
     """
-    if crowd.empty:
+    if crowd is None:
         return campaigns
-    ids, vectors = crowd_profiles(crowd, cfg)
+    ids, vectors = crowd_profiles(crowd, cfg, flagged)
+    if len(ids) == 0:
+        return campaigns
     edges = crowd_neighbours(vectors, cfg)
     names = sorted(set(ids) | {a for c in campaigns for a in c.account_ids})
     index = {a: i for i, a in enumerate(names)}
@@ -978,15 +1009,7 @@ def group_crowds(
     unit_campaign = {
         int(unit[index[c.account_ids[0]]]): n for n, c in old_of.items() if c.account_ids
     }
-    # The crowd values each group's members hold most, for all groups in one pass.
-    group_of = pd.Series(groups, index=names).reindex(crowd["account_id"].astype(str))
-    held = crowd.assign(group=group_of.to_numpy()).dropna(subset=["group"])
-    held = held.groupby(["group", "key", "value", "accounts"]).size().reset_index(name="n")
-    held = held.sort_values(["group", "n", "key", "value"], ascending=[True, False, True, True])
-    held["group"] = held["group"].astype(np.int64)
-    by_group: dict[Any, pd.DataFrame] = {
-        g: v.groupby("key").head(10) for g, v in held.groupby("group", sort=False)
-    }
+    by_group = _crowd_indicators(crowd, names, groups, cfg.min_campaign_accounts)
     result = []
     order = np.argsort(groups, kind="stable")
     for members in np.split(order, np.flatnonzero(np.diff(groups[order])) + 1):
@@ -997,10 +1020,34 @@ def group_crowds(
         if len(olds) == 1 and len(units) == 1:
             result.append(olds[0])
             continue
-        mine = by_group.get(groups[members[0]], held.iloc[:0])
+        mine = by_group.get(int(groups[members[0]]), _NO_INDICATORS)
         result.append(_grouped_campaign(members, names, olds, mine, scores, ea, eb, cfg))
     result.sort(key=lambda c: (-c.score, -len(c.account_ids)))
     return result
+
+
+_NO_INDICATORS = pd.DataFrame(columns=["key", "value", "accounts", "n"])
+
+
+def _crowd_indicators(
+    crowd: Any, names: list[str], groups: np.ndarray, min_accounts: int
+) -> dict[int, pd.DataFrame]:
+    """Per group (of ``min_accounts`` or more), the crowd values most of its members hold:
+    (key, value, accounts, n), at most 10 per key, most held first. Counted in the engine
+    for all groups at once."""
+    size = np.bincount(groups)
+    big = size[groups] >= min_accounts
+    members = pd.DataFrame(
+        {"account_id": np.asarray(names, dtype=object)[big], "group": groups[big]}
+    )
+    if members.empty:
+        return {}
+    gm = ibis.memtable(members)
+    j = crowd.join(gm, "account_id")
+    held = j.group_by(["group", "key", "value", "accounts"]).aggregate(n=j.count())
+    df = held.to_pyarrow().to_pandas()
+    df = df.sort_values(["group", "n", "key", "value"], ascending=[True, False, True, True])
+    return {int(g): v.groupby("key").head(10) for g, v in df.groupby("group", sort=False)}
 
 
 def _unlike_their_group(
@@ -1129,9 +1176,7 @@ def _grouped_campaign(
     )
 
 
-def crowd_joiners(
-    crowd: pd.DataFrame, campaigns: list[Campaign], cfg: LinkingConfig
-) -> pd.DataFrame:
+def crowd_joiners(crowd: Any | None, campaigns: list[Campaign], cfg: LinkingConfig) -> pd.DataFrame:
     """(account_id, campaign_id, similarity): accounts in no campaign whose crowd profile
     is like one campaign's (the most similar if several): its cosine with the members'
     mean profile is at least what the members' own are at their ``crowd_join_quantile``
@@ -1144,6 +1189,8 @@ def crowd_joiners(
     the same values.
     """
     cols = ["account_id", "campaign_id", "similarity"]
+    if crowd is None:
+        return pd.DataFrame(columns=cols)
     ids, vectors = crowd_profiles(crowd, cfg)
     member = {a: n for n, c in enumerate(campaigns) for a in c.account_ids}
     rows = ids.get_indexer(pd.Index(list(member)))

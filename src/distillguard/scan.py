@@ -313,11 +313,11 @@ def _scan(
         mix.index = mix.index.astype(str)
         linked = link_accounts(sv, own, cfg, self_flagged, pairs=pairs, mix=mix)
         crowd = crowd_values(t, acc_t, self_flagged, cfg, work)
-        grouped = group_crowds(linked, crowd[crowd["account_id"].isin(self_flagged)], own, cfg, mix)
+        grouped = group_crowds(linked, crowd, self_flagged, own, cfg, mix)
         joined = _crowd_joiners(crowd, grouped, last, mix, pol)
         rep.log(
-            f"{len(crowd):,} crowd values of {crowd['account_id'].nunique():,} accounts; "
-            f"{len(joined):,} accounts join a campaign on them and their own prompts"
+            f"{len(grouped):,} campaigns after grouping by crowd values; "
+            f"{len(joined):,} accounts join one on them and their own prompts"
         )
         linked = _consistent_members(grouped, last, cfg.min_campaign_accounts)
         # A campaign is judged like one account made of all its members' traffic, against
@@ -605,7 +605,7 @@ def _member_found_at(own: pd.Timestamp | None, campaign: Any, first_day: pd.Time
 
 
 def _crowd_joiners(
-    crowd: pd.DataFrame,
+    crowd: Any | None,
     campaigns: list[Campaign],
     last: pd.DataFrame,
     mix: pd.DataFrame,
