@@ -44,25 +44,31 @@ else:
                        reporter=Printer())
     result = scanned.summary
     result["wall_s"] = round(time.perf_counter() - t0, 1)
-    if job == "scan+evaluate":
-        from distillguard.evaluate import evaluate
-        result["evaluation"] = evaluate(out, sim)
-own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+def peak():
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return round(max(own, kids) / 1024)
 result.setdefault("wall_s", round(time.perf_counter() - t0, 1))
-result["peak_rss_mb"] = round(max(own, kids) / 1024)
-print(json.dumps(result, default=str))
+result["peak_rss_mb"] = peak()  # the scan's (or simulation's), before any evaluation
+if job == "scan+evaluate":
+    from distillguard.evaluate import evaluate
+    result["evaluation"] = evaluate(out, sim)
+    result["evaluate_peak_rss_mb"] = peak()
+print(_MARK + json.dumps(result, default=str))
 """
+_MARK = "FULL_SCALE_RESULT "
 
 
 def child(job: str, sim: Path, out: Path, seed: int) -> dict[str, Any]:
     proc = subprocess.run(
-        [sys.executable, "-c", _CHILD, job, str(sim), str(out), str(seed)],
+        [sys.executable, "-c", f"_MARK = {_MARK!r}\n" + _CHILD, job, str(sim), str(out), str(seed)],
         stdout=subprocess.PIPE,
         text=True,
         check=True,
     )
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    # The result is the line so marked: evaluation and libraries may print to stdout too.
+    line = next(x for x in reversed(proc.stdout.splitlines()) if x.startswith(_MARK))
+    result: dict[str, Any] = json.loads(line[len(_MARK) :])
     return result
 
 
