@@ -582,7 +582,7 @@ def test_big_campaigns_are_grouped_by_their_crowd_values_and_kept_apart() -> Non
     assert sorted(c.account_ids for c in got) == [a, b]
     grouped = next(c for c in got if c.account_ids == a)
     assert grouped.shared["payment_fingerprint"] == ["card-1"]  # the pair campaign's evidence
-    assert any("held by 500 accounts" in v for v in grouped.shared["prompt_prefix (crowd)"])
+    assert grouped.shared["prompt_prefix"][0].startswith("wrapper A")  # raw, shareable
     # One of A's accounts harvests something else entirely: taken out of A.
     mix = mix_of({(300, 300, 100): ids})
     mix.loc["a010"] = [50, 50, 600]

@@ -1148,7 +1148,7 @@ def _grouped_campaign(
 ) -> Campaign:
     """One campaign of ``members`` (indices into ``names``): the old campaigns' indicators
     and degrees, and the crowd values most of its members hold (``held``: key, value,
-    accounts, n, at most 10 per key, most held first)."""
+    accounts, n, most held first)."""
     member_ids = sorted(names[i] for i in members)
     inside = np.zeros(len(names), dtype=bool)
     inside[members] = True
@@ -1162,9 +1162,12 @@ def _grouped_campaign(
         for k, vs in c.shared.items():
             have = shared.setdefault(k, [])
             have += [v for v in vs if v not in have][: 10 - len(have)]
-    for key, value, accounts, n in held[["key", "value", "accounts", "n"]].itertuples(index=False):
-        label = f"{value} (held by {int(accounts):,} accounts, {int(n):,} of them here)"
-        shared.setdefault(f"{key} (crowd)", []).append(label)
+    # Crowd values are indicators like any other (raw, so that ``key:value`` is what the
+    # STIX export hashes and another provider can match), after the pairs' own.
+    for key, value in held[["key", "value"]].itertuples(index=False):
+        have = shared.setdefault(str(key), [])
+        if len(have) < 10 and str(value) not in have:
+            have.append(str(value))
     member_scores = scores.reindex(member_ids).fillna(0.0).to_numpy()
     digest = hashlib.sha256("\n".join(member_ids).encode()).hexdigest()[:12]
     return Campaign(
