@@ -534,6 +534,12 @@ def test_templates_everyone_uses_are_left_out_before_counting() -> None:
     assert got["value"].str.startswith("system-0 harvest").all()
     wide = _template_uses(t, ["prompt_prefix"], replace(cfg, max_key_accounts=10))[0].to_pandas()
     assert set(wide["account_id"]) == {*(f"u{i}" for i in range(6)), "a", "b"}
+    # ... unless most of its users are flagged: then it may be a big campaign's wrapper.
+    users = {f"u{i}" for i in range(6)}
+    (crowd,) = _template_uses(t, ["prompt_prefix"], cfg, flagged=users - {"u0", "u1"})
+    assert set(crowd.to_pandas()["account_id"]) == users | {"a", "b"}
+    (few,) = _template_uses(t, ["prompt_prefix"], cfg, flagged={"u0", "u1"})
+    assert set(few.to_pandas()["account_id"]) == {"a", "b"}
 
 
 def test_on_a_sample_everyday_phrasing_is_told_from_a_wrapper_by_how_often_each_uses_it() -> None:

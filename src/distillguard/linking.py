@@ -154,14 +154,16 @@ def shared_values(
     candidates: list[str],
     cfg: LinkingConfig,
     work: Path | None = None,
+    flagged: set[str] | frozenset[str] = frozenset(),
 ) -> pd.DataFrame:
     """(account_id, key, value, accounts) for candidates' values shared by 2..max accounts.
 
     Popularity is counted over every account in the engine; only the candidates' rows of
     the usable values come back to Python, so this stays small on big logs. With a
-    ``work`` folder the per-account values are materialised there once.
+    ``work`` folder the per-account values are materialised there once, with the wide
+    templates of ``flagged`` accounts that ``crowd_values`` reads next.
     """
-    kv = _account_values(t, accounts_table, cfg, work)
+    kv = _account_values(t, accounts_table, cfg, work, flagged)
     if kv is None or not candidates:
         return pd.DataFrame(columns=["account_id", "key", "value", "accounts", "held"])
     con = ibis.get_backend(t)
@@ -197,15 +199,19 @@ def shared_values(
 
 
 _VALUES = "link_values"
-_TEMPLATE_SAMPLE = "template_sample.parquet"
 
 
 def _account_values(
-    t: Any, accounts_table: Any | None, cfg: LinkingConfig, work: Path | None
+    t: Any,
+    accounts_table: Any | None,
+    cfg: LinkingConfig,
+    work: Path | None,
+    flagged: set[str] | frozenset[str] = frozenset(),
 ) -> Any | None:
     """(account_id, key, value, uses) for every key, one row per account and value (None
-    when there is no key). With a ``work`` folder each key's part is written there once,
-    and read back by any later call in the same folder (``crowd_values``)."""
+    when there is no key), templates held mostly by ``flagged`` accounts included however
+    widely (``_template_uses``). With a ``work`` folder each key's part is written there
+    once, and read back by any later call in the same folder (``crowd_values``)."""
     folder = work / _VALUES if work is not None else None
     con = ibis.get_backend(t)
     if folder is not None and (folder / "done").exists():
@@ -238,7 +244,7 @@ def _account_values(
             parts.append(
                 part.group_by(["account_id", "key", "value"]).aggregate(uses=part.uses.sum())
             )
-    parts += _template_uses(t, [k for k in TEMPLATE_KEYS if k in cfg.keys], cfg, work)
+    parts += _template_uses(t, [k for k in TEMPLATE_KEYS if k in cfg.keys], cfg, flagged)
     if not parts:
         return None
     parts = [p.select("account_id", "key", "value", "uses") for p in parts]
@@ -293,7 +299,10 @@ def _template(t: Any, key: str) -> Any:
 
 
 def _template_uses(
-    t: Any, keys: list[str], cfg: LinkingConfig, work: Path | None = None
+    t: Any,
+    keys: list[str],
+    cfg: LinkingConfig,
+    flagged: set[str] | frozenset[str] = frozenset(),
 ) -> list[Any]:
     """(account_id, key, value, uses) for each prompt template key in ``keys``.
 
@@ -304,21 +313,24 @@ def _template_uses(
     distinct prompts over a whole big log is what does not fit in memory); every row
     carrying one of them then counts, over the whole log. A value used by more than
     ``max_key_accounts`` accounts (estimated from the sample) is everyone's phrasing and
-    would count nothing: it is left out here, before it multiplies into a row per account
-    that uses it (25M rows on the full-scale simulation). With a ``work`` folder the sample
-    is kept there for ``crowd_values``.
+    would count nothing between pairs: it is left out here, before it multiplies into a row
+    per account that uses it (25M rows on the full-scale simulation), unless at least
+    ``crowd_min_flagged`` of the accounts the sample saw using it are ``flagged``: then it
+    may be a big campaign's wrapper (``crowd_values``), counted in the same pass.
     """
     if not keys:
         return []
     seen, fraction = _template_sample(t, keys, cfg)
-    if work is not None:
-        work.mkdir(parents=True, exist_ok=True)
-        seen.assign(fraction=fraction).to_parquet(work / _TEMPLATE_SAMPLE)
     parts = []
     for key in keys:
-        ok = _templates(seen, key, fraction, cfg)
-        found = pd.DataFrame({"value": ok.index[ok.to_numpy() <= cfg.max_key_accounts]})
-        parts.append(_uses_of(t, key, found))
+        size = _templates(seen, key, fraction, cfg)
+        keep = size <= cfg.max_key_accounts
+        if flagged:
+            holders = seen[[key, "account_id"]].drop_duplicates()
+            share = holders["account_id"].isin(flagged).groupby(holders[key]).mean()
+            share.index = share.index.astype(str)
+            keep |= share.reindex(size.index).fillna(0.0) >= cfg.crowd_min_flagged
+        parts.append(_uses_of(t, key, pd.DataFrame({"value": size.index[keep.to_numpy()]})))
     return parts
 
 
@@ -825,13 +837,13 @@ def crowd_values(
     ``pair_evidence`` ignores a value held that widely: a NAT, an SDK's user agent, an
     everyday phrasing. But a campaign of thousands of accounts makes its own wrappers and
     proxy ranges that popular, and what tells the two apart is who holds them: the
-    public's values are held mostly by accounts nothing flags. Templates are judged on the
-    template sample (flagged share of the accounts it saw using each). On a big log these
-    are tens of millions of rows: they stay in the engine (written to ``work`` if given),
-    and only per-account profiles (``crowd_profiles``) come to Python.
+    public's values are held mostly by accounts nothing flags. (Templates come from
+    ``_template_uses``, which keeps the wide ones a flagged majority uses.) On a big log
+    these are tens of millions of rows: they stay in the engine (written to ``work`` if
+    given), and only per-account profiles (``crowd_profiles``) come to Python. With a
+    ``work`` folder that ``shared_values`` filled, pass it the same ``flagged``.
     """
-    cols = ["account_id", "key", "value", "uses", "accounts"]
-    kv = _account_values(t, accounts_table, cfg, work)
+    kv = _account_values(t, accounts_table, cfg, work, flagged)
     if kv is None or not flagged:
         return None
     con = ibis.get_backend(t)
@@ -844,43 +856,10 @@ def crowd_values(
     popular = (pop.accounts > cfg.max_key_accounts) & (
         pop.flagged >= cfg.crowd_min_flagged * pop.accounts
     )
-    parts = [kv.join(pop.filter(popular), ["key", "value"]).select(*cols)]
-    keys = [k for k in TEMPLATE_KEYS if k in cfg.keys]
-    if keys:
-        sample = work / _TEMPLATE_SAMPLE if work is not None else None
-        if sample is not None and sample.exists():
-            seen = pd.read_parquet(sample)
-            fraction = float(seen["fraction"].iloc[0]) if len(seen) else 1.0
-        else:
-            seen, fraction = _template_sample(t, keys, cfg)
-        for key in keys:
-            size = _templates(seen, key, fraction, cfg)
-            holders = seen[[key, "account_id"]].drop_duplicates()
-            share = holders["account_id"].isin(flagged).groupby(holders[key]).mean()
-            share.index = share.index.astype(str)
-            ok = (size > cfg.max_key_accounts) & (
-                share.reindex(size.index).fillna(0.0) >= cfg.crowd_min_flagged
-            )
-            if not ok.any():
-                continue
-            found = pd.DataFrame({"value": size.index[ok], "accounts": size[ok].to_numpy()})
-            sizes = ibis.memtable(found, schema={"value": "string", "accounts": "float64"})
-            used = _uses_of(t, key, found)
-            parts.append(
-                used.join(sizes, "value").select("account_id", "key", "value", "uses", "accounts")
-            )
-    # The files' and the engine's integer widths differ from part to part.
-    parts = [
-        p.select(
-            "account_id",
-            "key",
-            "value",
-            uses=p.uses.cast("int64"),
-            accounts=p.accounts.cast("int64"),
-        )
-        for p in parts
-    ]
-    crowd = ibis.union(*parts, distinct=False)
+    rows = kv.join(pop.filter(popular), ["key", "value"])
+    crowd = rows.select(
+        "account_id", "key", "value", uses=rows.uses.cast("int64"), accounts=rows.accounts
+    )
     if work is not None:
         crowd = materialise(con, crowd, work / "crowd_values.parquet")
     return crowd

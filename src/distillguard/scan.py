@@ -301,8 +301,8 @@ def _scan(
     candidates = [str(a) for a in own.index[own >= cfg.candidate_threshold]]
     campaigns: list[Campaign] = []
     if len(candidates) >= cfg.min_campaign_accounts:
-        sv = shared_values(t, acc_t, candidates, cfg, work)
         self_flagged = {str(a) for a in own.index[own >= pol.threshold]}
+        sv = shared_values(t, acc_t, candidates, cfg, work, self_flagged)
         pairs = pair_evidence(sv, cfg, prune=True)
         sync = timing_synchrony(t, synchrony_candidates(pairs, cfg, self_flagged), cfg)
         if len(sync):
