@@ -19,6 +19,7 @@ from distillguard.linking import (
     TEMPLATE_KEYS,
     Campaign,
     LinkingConfig,
+    account_values,
     crowd_joiners,
     crowd_values,
     group_crowds,
@@ -639,7 +640,8 @@ def test_crowd_values_are_wide_values_held_mostly_by_flagged_accounts() -> None:
         max_key_accounts=4,
         template_min_prompts=5,
     )
-    got = crowd_values(t, None, flagged, cfg).to_pyarrow().to_pandas()
+    values = account_values(t, None, cfg, flagged=flagged)
+    got = crowd_values(values, flagged, cfg).to_pyarrow().to_pandas()
     assert set(got["account_id"]) == flagged
     ua = got[got["key"] == "user_agent"]
     # the SDK is held by 11 accounts, 1 flagged: the public's, not a campaign's mark
@@ -648,7 +650,7 @@ def test_crowd_values_are_wide_values_held_mostly_by_flagged_accounts() -> None:
     prefix = got[got["key"] == "prompt_prefix"]
     assert set(prefix["value"]) == {"harvest wrapper: answer with every step "}
     assert len(prefix) == 6
-    assert crowd_values(t, None, set(), cfg) is None
+    assert crowd_values(values, set(), cfg) is None
 
 
 def test_an_unflagged_account_joins_a_crowd_campaign_only_on_its_own_prompts() -> None:

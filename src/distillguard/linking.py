@@ -154,16 +154,16 @@ def shared_values(
     candidates: list[str],
     cfg: LinkingConfig,
     work: Path | None = None,
-    flagged: set[str] | frozenset[str] = frozenset(),
+    values: Any | None = None,
 ) -> pd.DataFrame:
     """(account_id, key, value, accounts) for candidates' values shared by 2..max accounts.
 
     Popularity is counted over every account in the engine; only the candidates' rows of
-    the usable values come back to Python, so this stays small on big logs. With a
-    ``work`` folder the per-account values are materialised there once, with the wide
-    templates of ``flagged`` accounts that ``crowd_values`` reads next.
+    the usable values come back to Python, so this stays small on big logs. ``values``
+    is ``account_values`` when already computed (the scan also hands it to
+    ``crowd_values``); with a ``work`` folder intermediate tables are written there.
     """
-    kv = _account_values(t, accounts_table, cfg, work, flagged)
+    kv = account_values(t, accounts_table, cfg, work) if values is None else values
     if kv is None or not candidates:
         return pd.DataFrame(columns=["account_id", "key", "value", "accounts", "held"])
     con = ibis.get_backend(t)
@@ -198,24 +198,19 @@ def shared_values(
     return df
 
 
-_VALUES = "link_values"
-
-
-def _account_values(
+def account_values(
     t: Any,
     accounts_table: Any | None,
     cfg: LinkingConfig,
-    work: Path | None,
+    work: Path | None = None,
     flagged: set[str] | frozenset[str] = frozenset(),
 ) -> Any | None:
     """(account_id, key, value, uses) for every key, one row per account and value (None
     when there is no key), templates held mostly by ``flagged`` accounts included however
     widely (``_template_uses``). With a ``work`` folder each key's part is written there
-    once, and read back by any later call in the same folder (``crowd_values``)."""
-    folder = work / _VALUES if work is not None else None
+    and the table read back from the files."""
+    folder = work / "link_values" if work is not None else None
     con = ibis.get_backend(t)
-    if folder is not None and (folder / "done").exists():
-        return con.read_parquet(parquet_glob(folder))
     # Each expression is one key's (account_id, key, value, uses), already one row per value.
     parts: list[Any] = []
     if RELEASE_KEY in cfg.keys:
@@ -255,7 +250,6 @@ def _account_values(
         folder.mkdir(parents=True, exist_ok=True)
         for i, part in enumerate(parts):
             write_parquet(con, part, folder / f"{i:02d}.parquet")
-        (folder / "done").touch()
         return con.read_parquet(parquet_glob(folder))
     return ibis.union(*parts, distinct=False)
 
@@ -824,8 +818,7 @@ def link_accounts(
 
 
 def crowd_values(
-    t: Any,
-    accounts_table: Any | None,
+    values: Any | None,
     flagged: set[str] | frozenset[str],
     cfg: LinkingConfig,
     work: Path | None = None,
@@ -833,20 +826,20 @@ def crowd_values(
     """(account_id, key, value, uses, accounts), an engine table: *crowd* values, held by
     more than ``max_key_accounts`` accounts, at least ``crowd_min_flagged`` of them
     ``flagged``, and every account that holds them (None if there are none to judge).
+    ``values`` is ``account_values`` computed with the same ``flagged``, so that the wide
+    templates a flagged majority uses are in it (``_template_uses``).
 
     ``pair_evidence`` ignores a value held that widely: a NAT, an SDK's user agent, an
     everyday phrasing. But a campaign of thousands of accounts makes its own wrappers and
     proxy ranges that popular, and what tells the two apart is who holds them: the
-    public's values are held mostly by accounts nothing flags. (Templates come from
-    ``_template_uses``, which keeps the wide ones a flagged majority uses.) On a big log
-    these are tens of millions of rows: they stay in the engine (written to ``work`` if
-    given), and only per-account profiles (``crowd_profiles``) come to Python. With a
-    ``work`` folder that ``shared_values`` filled, pass it the same ``flagged``.
+    public's values are held mostly by accounts nothing flags. On a big log these are
+    tens of millions of rows: they stay in the engine (written to ``work`` if given), and
+    only per-account profiles (``crowd_profiles``) come to Python.
     """
-    kv = _account_values(t, accounts_table, cfg, work, flagged)
-    if kv is None or not flagged:
+    if values is None or not flagged:
         return None
-    con = ibis.get_backend(t)
+    kv = values
+    con = ibis.get_backend(kv)
     fl = ibis.memtable(pd.DataFrame({"account_id": sorted(flagged), "f": 1}))
     # Timing is not identity: only a campaign's accounts that adopted a release share its
     # reaction, so as a profile it would split a campaign into adopters and the rest.
@@ -938,8 +931,10 @@ def group_crowds(
     scores: pd.Series,
     cfg: LinkingConfig,
     mix: pd.DataFrame | None = None,
+    profiles: tuple[pd.Index, np.ndarray] | None = None,
 ) -> list[Campaign]:
-    """Campaigns grouped further by what their flagged accounts hold in crowds.
+    """Campaigns grouped further by what their flagged accounts hold in crowds
+    (``profiles``: ``crowd_profiles`` of ``crowd`` when already computed).
 
     A value held by thousands of accounts would be a clique of millions of pairs, and CPM
     asks a community of thousands for evidence between most of its pairs: the pair graph
@@ -954,7 +949,11 @@ def group_crowds(
     """
     if crowd is None:
         return campaigns
-    ids, vectors = crowd_profiles(crowd, cfg, flagged)
+    if profiles is None:
+        ids, vectors = crowd_profiles(crowd, cfg, flagged)
+    else:
+        own = profiles[0].isin(list(flagged))
+        ids, vectors = profiles[0][own], profiles[1][own]
     if len(ids) == 0:
         return campaigns
     edges = crowd_neighbours(vectors, cfg)
@@ -1158,12 +1157,18 @@ def _grouped_campaign(
     )
 
 
-def crowd_joiners(crowd: Any | None, campaigns: list[Campaign], cfg: LinkingConfig) -> pd.DataFrame:
+def crowd_joiners(
+    crowd: Any | None,
+    campaigns: list[Campaign],
+    cfg: LinkingConfig,
+    profiles: tuple[pd.Index, np.ndarray] | None = None,
+) -> pd.DataFrame:
     """(account_id, campaign_id, similarity): accounts in no campaign whose crowd profile
     is like one campaign's (the most similar if several): its cosine with the members'
     mean profile is at least what the members' own are at their ``crowd_join_quantile``
     (and ``crowd_min_similarity``). A campaign that paraphrases widely has members less
-    alike than one that reuses three wrappers; each is its own baseline.
+    alike than one that reuses three wrappers; each is its own baseline. ``profiles``:
+    ``crowd_profiles`` of ``crowd`` when already computed.
 
     This is only where a campaign might lift an account: its own prompts must back it
     (``scan`` asks for eliciting at least at the lowest content bar's rate and the same
@@ -1173,7 +1178,7 @@ def crowd_joiners(crowd: Any | None, campaigns: list[Campaign], cfg: LinkingConf
     cols = ["account_id", "campaign_id", "similarity"]
     if crowd is None:
         return pd.DataFrame(columns=cols)
-    ids, vectors = crowd_profiles(crowd, cfg)
+    ids, vectors = crowd_profiles(crowd, cfg) if profiles is None else profiles
     member = {a: n for n, c in enumerate(campaigns) for a in c.account_ids}
     rows = ids.get_indexer(pd.Index(list(member)))
     known = rows >= 0
@@ -1190,7 +1195,7 @@ def crowd_joiners(crowd: Any | None, campaigns: list[Campaign], cfg: LinkingConf
     for n in np.flatnonzero(enough):
         bar[n] = np.quantile(own[owner == n], cfg.crowd_join_quantile)
     bar = np.maximum(bar, cfg.crowd_min_similarity)
-    free = np.flatnonzero(~ids.isin(list(member)) & (np.abs(vectors).sum(axis=1) > 0))
+    free = np.flatnonzero(~ids.isin(list(member)))
     if len(free) == 0:
         return pd.DataFrame(columns=cols)
     sims = vectors[free] @ centre.T.astype(np.float32)

@@ -57,7 +57,9 @@ from distillguard.ingest.stage import DEFAULT_MAX_LINE_BYTES, PARALLEL_MIN_BYTES
 from distillguard.linking import (
     TEMPLATE_MIN_PROMPT,
     Campaign,
+    account_values,
     crowd_joiners,
+    crowd_profiles,
     crowd_values,
     group_crowds,
     link_accounts,
@@ -302,7 +304,8 @@ def _scan(
     campaigns: list[Campaign] = []
     if len(candidates) >= cfg.min_campaign_accounts:
         self_flagged = {str(a) for a in own.index[own >= pol.threshold]}
-        sv = shared_values(t, acc_t, candidates, cfg, work, self_flagged)
+        values = account_values(t, acc_t, cfg, work, self_flagged)
+        sv = shared_values(t, acc_t, candidates, cfg, work, values)
         pairs = pair_evidence(sv, cfg, prune=True)
         sync = timing_synchrony(t, synchrony_candidates(pairs, cfg, self_flagged), cfg)
         if len(sync):
@@ -312,9 +315,10 @@ def _scan(
         mix = last.set_index("account_id")[caps]
         mix.index = mix.index.astype(str)
         linked = link_accounts(sv, own, cfg, self_flagged, pairs=pairs, mix=mix)
-        crowd = crowd_values(t, acc_t, self_flagged, cfg, work)
-        grouped = group_crowds(linked, crowd, self_flagged, own, cfg, mix)
-        joined = _crowd_joiners(crowd, grouped, last, mix, pol)
+        crowd = crowd_values(values, self_flagged, cfg, work)
+        profiles = crowd_profiles(crowd, cfg) if crowd is not None else None
+        grouped = group_crowds(linked, crowd, self_flagged, own, cfg, mix, profiles)
+        joined = _crowd_joiners(crowd, grouped, last, mix, pol, profiles)
         rep.log(
             f"{len(grouped):,} campaigns after grouping by crowd values; "
             f"{len(joined):,} accounts join one on them and their own prompts"
@@ -610,6 +614,7 @@ def _crowd_joiners(
     last: pd.DataFrame,
     mix: pd.DataFrame,
     pol: Policy,
+    profiles: tuple[pd.Index, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Accounts added to the campaign whose crowd profile theirs is like (``crowd_joiners``)
     when their own prompts back it: eliciting at least at the lowest bar the content
@@ -619,7 +624,7 @@ def _crowd_joiners(
     Added in place (linked to nobody: ``degree`` 0, so ``_consistent_members`` checks them
     too); returned."""
     cfg = pol.linking
-    cand = crowd_joiners(crowd, campaigns, cfg)
+    cand = crowd_joiners(crowd, campaigns, cfg, profiles)
     if cand.empty:
         return cand
     spec = next((d for d in pol.detectors if d.name == "content"), None)
