@@ -18,6 +18,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import json, resource, sys, time
 from pathlib import Path
 t0 = time.perf_counter()
 job, sim, out, seed = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+result_path = Path(sys.argv[5])
 if job == "simulate":
     from distillguard.simulate import simulate
     result = simulate(sim, seed=seed, scale="full")
@@ -54,21 +56,20 @@ if job == "scan+evaluate":
     from distillguard.evaluate import evaluate
     result["evaluation"] = evaluate(out, sim)
     result["evaluate_peak_rss_mb"] = peak()
-print(_MARK + json.dumps(result, default=str))
+result_path.write_text(json.dumps(result, default=str))
 """
-_MARK = "FULL_SCALE_RESULT "
 
 
 def child(job: str, sim: Path, out: Path, seed: int) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, "-c", f"_MARK = {_MARK!r}\n" + _CHILD, job, str(sim), str(out), str(seed)],
-        stdout=subprocess.PIPE,
-        text=True,
-        check=True,
-    )
-    # The result is the line so marked: evaluation and libraries may print to stdout too.
-    line = next(x for x in reversed(proc.stdout.splitlines()) if x.startswith(_MARK))
-    result: dict[str, Any] = json.loads(line[len(_MARK) :])
+    # The result goes through a file: what the child's libraries print (the engine's progress
+    # bars among them) reaches the log unparsed.
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "result.json"
+        subprocess.run(
+            [sys.executable, "-c", _CHILD, job, str(sim), str(out), str(seed), str(path)],
+            check=True,
+        )
+        result: dict[str, Any] = json.loads(path.read_text())
     return result
 
 

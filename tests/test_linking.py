@@ -29,6 +29,8 @@ from distillguard.linking import (
     shared_values,
     synchrony_candidates,
     timing_synchrony,
+    volume_centres,
+    volumes_differ,
 )
 from distillguard.policy import DEFAULT_LINK_KEYS, load_policy, parse_policy
 from distillguard.simulate import simulate
@@ -679,12 +681,46 @@ def test_an_unflagged_account_joins_a_crowd_campaign_only_on_its_own_prompts() -
     last = pd.DataFrame({"account_id": ids, "c_n": 200.0, "c_elicit": 24.0})
     last.loc[last["account_id"] == student, "c_elicit"] = 2.0
     mix = mix_of({(300, 300, 100): ids})
+    volume = pd.Series(25.0 * np.exp(0.2 * rng.standard_normal(len(ids))), index=ids)
     pol = load_policy(None)
-    joined = _crowd_joiners(crowd, [campaign], last, mix, pol)
+    joined = _crowd_joiners(crowd, [campaign], last, mix, volume, pol)
     assert list(joined["account_id"]) == [harvester]
     assert harvester in campaign.account_ids and student not in campaign.account_ids
     assert campaign.degree[harvester] == 0  # linked to nobody: checked again downstream
-    # ... and so does what it harvests.
-    other = Campaign("C-b", list(a), 0.9)
+    # ... and so do how much it sends (ten times any member) and what it harvests.
+    busy = volume.copy()
+    busy[harvester] = 250.0
+    assert _crowd_joiners(crowd, [Campaign("C-b", list(a), 0.9)], last, mix, busy, pol).empty
     mix.loc[harvester] = [20, 20, 600]
-    assert _crowd_joiners(crowd, [other], last, mix, pol).empty
+    assert _crowd_joiners(crowd, [Campaign("C-c", list(a), 0.9)], last, mix, volume, pol).empty
+
+
+def test_operators_sharing_wrappers_and_proxies_are_told_apart_by_their_volume() -> None:
+    rng = np.random.default_rng(2)
+    busy = [f"b{i:03d}" for i in range(20)]  # about 200 exchanges a day each
+    many = [f"m{i:03d}" for i in range(200)]  # about 25
+    ids = busy + many
+    # The same public wrappers through the same proxy provider, the same capability mix.
+    rows = crowd_rows(ids, [f"wrapper {i}" for i in range(12)], rng)
+    rows += crowd_rows(ids, [f"asn {i}" for i in range(3)], rng, key="asn")
+    crowd = ibis.memtable(pd.DataFrame(rows).assign(accounts=500))
+    mix = mix_of({(300, 300, 100): ids})
+    noise = np.exp(0.25 * rng.standard_normal(len(ids)))
+    volume = pd.Series(np.r_[np.full(20, 200.0), np.full(200, 25.0)] * noise, index=ids)
+    args = ([], crowd, set(ids), scores(ids, 0.9), CFG, mix)
+    assert [len(c.account_ids) for c in group_crowds(*args)] == [220]
+    assert sorted(c.account_ids for c in group_crowds(*args, volume=volume)) == [busy, many]
+    # An operator that spreads its accounts' volumes over a factor of 30 is not split on them.
+    wide = pd.Series(np.exp(rng.uniform(np.log(10.0), np.log(300.0), len(ids))), index=ids)
+    assert [len(c.account_ids) for c in group_crowds(*args, volume=wide)] == [220]
+
+
+def test_volumes_differ_by_a_factor_and_beyond_the_group_spread() -> None:
+    centre, spread = volume_centres(np.log([10.0, 20.0, 40.0, np.nan]), np.zeros(4, dtype=int))
+    assert np.isclose(centre[0], np.log(20.0))
+    assert np.isclose(spread[0], 1.4826 * np.log(2.0))
+    x = np.log([20.0, 59.0, 61.0, 1.0, np.nan])
+    tight = volumes_differ(x, np.log(20.0), np.zeros(5), CFG)
+    assert tight.tolist() == [False, False, True, True, False]
+    wide = volumes_differ(x, np.log(20.0), np.full(5, 1.0), CFG)  # 3 sigmas: a factor of 20
+    assert wide.tolist() == [False, False, False, False, False]

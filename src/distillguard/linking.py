@@ -99,6 +99,8 @@ class LinkingConfig:
     crowd_split_rounds: int = 4
     crowd_join_quantile: float = 0.1
     crowd_join_min_z: float = 0.0
+    crowd_volume_ratio: float = 3.0
+    crowd_volume_sigmas: float = 3.0
 
 
 @dataclass
@@ -932,9 +934,11 @@ def group_crowds(
     cfg: LinkingConfig,
     mix: pd.DataFrame | None = None,
     profiles: tuple[pd.Index, np.ndarray] | None = None,
+    volume: pd.Series | None = None,
 ) -> list[Campaign]:
     """Campaigns grouped further by what their flagged accounts hold in crowds
-    (``profiles``: ``crowd_profiles`` of ``crowd`` when already computed).
+    (``profiles``: ``crowd_profiles`` of ``crowd`` when already computed; ``volume``: each
+    account's exchanges per active day).
 
     A value held by thousands of accounts would be a clique of millions of pairs, and CPM
     asks a community of thousands for evidence between most of its pairs: the pair graph
@@ -943,9 +947,12 @@ def group_crowds(
     similar ones (``crowd_neighbours``), and every existing campaign is one unit. A group
     is then checked like a pair linked by templates alone: a unit (a lone account, or a
     campaign) whose capability mix differs from the rest of its group (``mixes_differ``)
-    is taken out, and the ones taken out are grouped among themselves and checked again.
-    Groups alike in profile and mix are merged (``_merge_alike``). It groups the
-    ``flagged`` accounts and lifts nobody.
+    is taken out, and so is one whose volume differs from the group's (``volumes_differ``):
+    two operators paraphrasing the same public wrappers through the same proxy provider
+    hold the same crowd values, but each one's scheduler drives its own accounts alike.
+    The ones taken out are grouped among themselves and checked again. Groups alike in
+    profile, mix and volume are merged (``_merge_alike``). It groups the ``flagged``
+    accounts and lifts nobody.
     """
     if crowd is None:
         return campaigns
@@ -968,21 +975,26 @@ def group_crowds(
     unit = pd.factorize(unit)[0]
     ew = edges["s"].to_numpy(dtype=np.float64)
     groups = _unit_groups(unit, ea, eb, ew, np.ones(len(names), dtype=bool), cfg.crowd_resolution)
-    if mix is not None:
-        counts = mix.reindex(names).fillna(0.0).to_numpy(dtype=float)
-        per_unit = np.zeros((unit.max() + 1, counts.shape[1]))
-        np.add.at(per_unit, unit, counts)
+    counts = None if mix is None else mix.reindex(names).fillna(0.0).to_numpy(dtype=float)
+    logv = None if volume is None else log_volume(volume, names)
+    if counts is not None or logv is not None:
+        per_unit = np.zeros((unit.max() + 1, 1 if counts is None else counts.shape[1]))
+        if counts is not None:
+            np.add.at(per_unit, unit, counts)
+        unit_volume = None
+        if logv is not None:
+            unit_volume = pd.Series(logv).groupby(unit).median().to_numpy()
         unit_group = np.zeros(len(per_unit), dtype=np.int64)
         # The units taken out are grouped among themselves and checked again: a few rounds
         # peel a group of three campaigns one at a time.
         for _ in range(cfg.crowd_split_rounds):
             unit_group[unit] = groups
-            out = _unlike_their_group(per_unit, unit_group, cfg)
+            out = _unlike_their_group(per_unit, unit_group, cfg, unit_volume)
             if not out.any():
                 break
             regroup = _unit_groups(unit, ea, eb, ew, out[unit], cfg.crowd_resolution)
             groups = np.where(out[unit], groups.max() + 1 + regroup, groups)
-    groups = _merge_alike(groups, pos, vectors, counts if mix is not None else None, cfg)
+    groups = _merge_alike(groups, pos, vectors, counts, cfg, logv)
     old_of = {n: c for n, c in enumerate(campaigns)}
     unit_campaign = {
         int(unit[index[c.account_ids[0]]]): n for n, c in old_of.items() if c.account_ids
@@ -1028,12 +1040,46 @@ def _crowd_indicators(
     return {int(g): v.groupby("key").head(10) for g, v in df.groupby("group", sort=False)}
 
 
+def log_volume(volume: pd.Series, ids: Any) -> np.ndarray:
+    """Natural log of each of ``ids``' exchanges per active day (NaN where unknown)."""
+    v = volume.reindex(ids).to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out: np.ndarray = np.where(v > 0, np.log(v), np.nan)
+    return out
+
+
+def volume_centres(logv: np.ndarray, group: np.ndarray) -> tuple[pd.Series, pd.Series]:
+    """Per group: the median log volume and its robust spread (1.4826 x the median
+    absolute deviation, a standard deviation were it normal), NaN ignored."""
+    s = pd.Series(logv)
+    centre = s.groupby(group).median()
+    spread = (s - centre.reindex(group).to_numpy()).abs().groupby(group).median() * 1.4826
+    return centre, spread
+
+
+def volumes_differ(
+    x: np.ndarray, centre: np.ndarray, spread: np.ndarray, cfg: LinkingConfig
+) -> np.ndarray:
+    """Whether log volumes ``x`` differ from a group's ``centre``: by a factor of more than
+    ``crowd_volume_ratio`` and by more than ``crowd_volume_sigmas`` times the group's
+    ``spread``, so that a campaign whose operator spreads its accounts' volumes wide is not
+    split on them. Nothing known (NaN) never differs."""
+    bar = np.maximum(np.log(cfg.crowd_volume_ratio), cfg.crowd_volume_sigmas * spread)
+    with np.errstate(invalid="ignore"):
+        return np.asarray(np.abs(x - centre) > bar)
+
+
 def _unlike_their_group(
-    per_unit: np.ndarray, unit_group: np.ndarray, cfg: LinkingConfig
+    per_unit: np.ndarray,
+    unit_group: np.ndarray,
+    cfg: LinkingConfig,
+    unit_volume: np.ndarray | None = None,
 ) -> np.ndarray:
     """Whether each unit's capability counts differ (``mixes_differ``) from the rest of its
     group's, the rest taken at its units' median shares: two campaigns of similar size in
-    one group would each differ from a pooled mix, while the median is the majority's."""
+    one group would each differ from a pooled mix, while the median is the majority's. Or
+    whether its log volume (``unit_volume``, its members' median) differs from its units'
+    median (``volumes_differ``)."""
     total = per_unit.sum(axis=1, keepdims=True)
     share = pd.DataFrame(per_unit / np.maximum(total, 1.0))
     median = share[total[:, 0] > 0].groupby(unit_group[total[:, 0] > 0]).median()
@@ -1045,6 +1091,15 @@ def _unlike_their_group(
     rest = pooled[unit_group[test]] - total[test, 0]
     reference = median.loc[unit_group[test]].to_numpy() * rest[:, None]
     out[test] = mixes_differ(per_unit[test], reference, cfg)
+    if unit_volume is not None:
+        centre, spread = volume_centres(unit_volume, unit_group)
+        far = volumes_differ(
+            unit_volume,
+            centre.reindex(unit_group).to_numpy(),
+            spread.reindex(unit_group).to_numpy(),
+            cfg,
+        )
+        out |= (sizes[unit_group] > 1) & far
     return out
 
 
@@ -1054,27 +1109,52 @@ def _merge_alike(
     vectors: np.ndarray,
     counts: np.ndarray | None,
     cfg: LinkingConfig,
+    logv: np.ndarray | None = None,
 ) -> np.ndarray:
     """Groups merged when their members' mean crowd profiles have a cosine of at least
-    ``crowd_merge_similarity`` and their pooled capability mixes do not differ.
+    ``crowd_merge_similarity``, their pooled capability mixes do not differ and neither
+    do their median log volumes (``logv`` per account; ``volumes_differ``, at the wider
+    group's spread).
 
     Modularity splits one big campaign along its own seams (accounts sharing one proxy
     range, one sign-up batch): each piece is a community, but the pieces' pooled profiles
-    are nearly the same, which two different operators' are not.
+    are nearly the same, which two different operators' are not. A lone account (one the
+    split took out with no like account among the others taken out) is merged only with
+    the group most like it of those it agrees with, so that it cannot bridge two.
     """
     sums = np.zeros((int(groups.max()) + 1, vectors.shape[1]))
     np.add.at(sums, groups[pos], vectors)
-    have = np.flatnonzero(np.bincount(groups[pos], minlength=len(sums)) >= 2)
-    if len(have) < 2:
+    size = np.bincount(groups[pos], minlength=len(sums))
+    have, multi = np.flatnonzero(size >= 1), np.flatnonzero(size >= 2)
+    if len(multi) == 0 or len(have) < 2:
         return groups
-    centre = sums[have] / np.maximum(np.linalg.norm(sums[have], axis=1, keepdims=True), 1e-12)
-    i, j = np.nonzero(np.triu(centre @ centre.T >= cfg.crowd_merge_similarity, 1))
+    norm = np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+    unit = (sums / norm).astype(np.float32)
+    parts = []
+    for start in range(0, len(have), 4096):  # bounded memory whatever the number of groups
+        rows = have[start : start + 4096]
+        sim = unit[rows] @ unit[multi].T
+        sim[rows[:, None] == multi[None, :]] = -1.0
+        r, c = np.nonzero(sim >= cfg.crowd_merge_similarity)
+        parts.append(pd.DataFrame({"i": rows[r], "j": multi[c], "s": sim[r, c]}))
+    pairs = pd.concat(parts, ignore_index=True)
+    i, j = pairs["i"].to_numpy(), pairs["j"].to_numpy()
+    alike = np.ones(len(pairs), dtype=bool)
     if counts is not None and len(i):
         mixes = np.zeros((len(sums), counts.shape[1]))
         np.add.at(mixes, groups, counts)
-        alike = ~mixes_differ(mixes[have[i]], mixes[have[j]], cfg)
-        i, j = i[alike], j[alike]
-    graph = ig.Graph(n=len(sums), edges=np.column_stack([have[i], have[j]]).tolist())
+        alike &= ~mixes_differ(mixes[i], mixes[j], cfg)
+    if logv is not None and len(i):
+        centre, spread = volume_centres(logv, groups)
+        c = centre.reindex(range(len(sums))).to_numpy()
+        sp = spread.reindex(range(len(sums))).to_numpy()
+        alike &= ~volumes_differ(c[i], c[j], np.fmax(sp[i], sp[j]), cfg)
+    pairs = pairs[alike]
+    lone = size[pairs["i"].to_numpy()] == 1
+    best = pairs[lone].sort_values("s", ascending=False).drop_duplicates("i")
+    pairs = pd.concat([pairs[~lone], best])
+    i, j = pairs["i"].to_numpy(), pairs["j"].to_numpy()
+    graph = ig.Graph(n=len(sums), edges=np.column_stack([i, j]).tolist())
     merged = np.asarray(graph.connected_components().membership, dtype=np.int64)
     out: np.ndarray = merged[groups]
     return out

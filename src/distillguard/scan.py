@@ -63,11 +63,14 @@ from distillguard.linking import (
     crowd_values,
     group_crowds,
     link_accounts,
+    log_volume,
     mixes_differ,
     pair_evidence,
     shared_values,
     synchrony_candidates,
     timing_synchrony,
+    volume_centres,
+    volumes_differ,
 )
 from distillguard.policy import Policy, bucket_unit, load_policy
 from distillguard.progress import NullReporter, Reporter, StageTimer
@@ -317,8 +320,9 @@ def _scan(
         linked = link_accounts(sv, own, cfg, self_flagged, pairs=pairs, mix=mix)
         crowd = crowd_values(values, self_flagged, cfg, work)
         profiles = crowd_profiles(crowd, cfg) if crowd is not None else None
-        grouped = group_crowds(linked, crowd, self_flagged, own, cfg, mix, profiles)
-        joined = _crowd_joiners(crowd, grouped, last, mix, pol, profiles)
+        volume = pd.Series(X["rate_per_active_day"].to_numpy(), index=own.index)
+        grouped = group_crowds(linked, crowd, self_flagged, own, cfg, mix, profiles, volume)
+        joined = _crowd_joiners(crowd, grouped, last, mix, volume, pol, profiles)
         rep.log(
             f"{len(grouped):,} campaigns after grouping by crowd values; "
             f"{len(joined):,} accounts join one on them and their own prompts"
@@ -613,6 +617,7 @@ def _crowd_joiners(
     campaigns: list[Campaign],
     last: pd.DataFrame,
     mix: pd.DataFrame,
+    volume: pd.Series,
     pol: Policy,
     profiles: tuple[pd.Index, np.ndarray] | None = None,
 ) -> pd.DataFrame:
@@ -620,7 +625,8 @@ def _crowd_joiners(
     when their own prompts back it: eliciting at least at the lowest bar the content
     detector can set (binomial z >= ``crowd_join_min_z`` against it: a harvester sampled
     too thinly to pass its peers' bar, not an honest account on a proxy's ISP, whose share
-    is a fraction of that) and a capability mix that does not differ from the campaign's.
+    is a fraction of that) and a capability mix and volume (exchanges per active day) that
+    do not differ from the campaign's (``mixes_differ``, ``volumes_differ``).
     Added in place (linked to nobody: ``degree`` 0, so ``_consistent_members`` checks them
     too); returned."""
     cfg = pol.linking
@@ -640,7 +646,17 @@ def _crowd_joiners(
     }
     pooled = np.array([mixes[c] for c in cand["campaign_id"]])
     own = mix.reindex(cand["account_id"]).fillna(0.0).to_numpy(dtype=float)
-    ok = (z >= cfg.crowd_join_min_z) & ~mixes_differ(own, pooled, cfg)
+    members = [(a, c) for c in mixes for a in by_id[c].account_ids]
+    centre, spread = volume_centres(
+        log_volume(volume, [a for a, _ in members]), np.array([c for _, c in members])
+    )
+    far = volumes_differ(
+        log_volume(volume, cand["account_id"]),
+        centre.reindex(cand["campaign_id"]).to_numpy(),
+        spread.reindex(cand["campaign_id"]).to_numpy(),
+        cfg,
+    )
+    ok = (z >= cfg.crowd_join_min_z) & ~mixes_differ(own, pooled, cfg) & ~far
     joined: pd.DataFrame = cand[ok].reset_index(drop=True)
     for campaign_id, ids in joined.groupby("campaign_id")["account_id"]:
         c = by_id[str(campaign_id)]
