@@ -189,6 +189,25 @@ def test_score_sample_reads_undecided_accounts_further(tmp_path: Any) -> None:
     assert not list(tmp_path.glob("content.*.parquet"))  # the two reads merged
 
 
+def test_a_joining_candidate_is_read_again_up_to_a_quota(tmp_path: Any) -> None:
+    from distillguard.scan import _reread_content
+
+    con = ibis.duckdb.connect()
+    df = _log({"harvester": 30, "honest": 30, "other": 30}, days=4).to_pandas()
+    eliciting = df["account_id"].eq("harvester") & (df.index % 10 == 0)
+    df.loc[eliciting, "prompt"] = df.loc[eliciting, "prompt"] + " ELICIT"
+    df.loc[df["account_id"].eq("honest") & (df.index % 2 == 0), "prompt"] = ""  # no text
+    t = ibis.memtable(df)
+    got = _reread_content(con, t, _StubClassifier(), ["harvester", "honest"], 50, tmp_path)
+    got = got.set_index("account_id")
+    assert sorted(got.index) == ["harvester", "honest"]  # only those asked about
+    assert got.loc["harvester", "c_n"] == 50 and got.loc["honest", "c_n"] == 50
+    assert 1 <= got.loc["harvester", "c_elicit"] < 50 and got.loc["honest", "c_elicit"] == 0
+    everything = _reread_content(con, t, _StubClassifier(), ["harvester"], 1000, tmp_path)
+    assert everything["c_n"].tolist() == [120] and everything["c_elicit"].tolist() == [12]
+    assert _reread_content(con, t, _StubClassifier(), [], 50, tmp_path).empty
+
+
 def test_peer_bar_comes_from_the_first_read() -> None:
     from distillguard.detectors.content import ContentDetector
 

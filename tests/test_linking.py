@@ -688,6 +688,22 @@ def test_an_unflagged_account_joins_a_crowd_campaign_only_on_its_own_prompts() -
     assert harvester in campaign.account_ids and student not in campaign.account_ids
     assert campaign.degree[harvester] == 0  # linked to nobody: checked again downstream
     # ... and so do how much it sends (ten times any member) and what it harvests.
+    # A first sample too thin to show it (1 of 28) is read again; the second read decides.
+    sparse = last.copy()
+    sparse.loc[sparse["account_id"] == harvester, ["c_n", "c_elicit"]] = [28.0, 1.0]
+    asked: list[list[str]] = []
+
+    def reread(ids: list[str]) -> pd.DataFrame:
+        asked.append(sorted(ids))
+        k = [20.0 if i == harvester else 2.0 for i in ids]
+        return pd.DataFrame({"account_id": ids, "c_n": 200.0, "c_elicit": k})
+
+    none = _crowd_joiners(crowd, [Campaign("C-d", list(a), 0.9)], sparse, mix, volume, pol)
+    assert none.empty
+    again = Campaign("C-e", list(a), 0.9)
+    got = _crowd_joiners(crowd, [again], sparse, mix, volume, pol, reread=reread)
+    assert list(got["account_id"]) == [harvester]
+    assert asked == [sorted([harvester, student])]  # only the ones short of the bar
     busy = volume.copy()
     busy[harvester] = 250.0
     assert _crowd_joiners(crowd, [Campaign("C-b", list(a), 0.9)], last, mix, busy, pol).empty
@@ -710,9 +726,12 @@ def test_operators_sharing_wrappers_and_proxies_are_told_apart_by_their_volume()
     args = ([], crowd, set(ids), scores(ids, 0.9), CFG, mix)
     assert [len(c.account_ids) for c in group_crowds(*args)] == [220]
     assert sorted(c.account_ids for c in group_crowds(*args, volume=volume)) == [busy, many]
-    # An operator that spreads its accounts' volumes over a factor of 30 is not split on them.
+    # An operator that spreads its accounts' volumes over a factor of 30, or runs half of
+    # them at eight times the other half's rate, is not split on them.
     wide = pd.Series(np.exp(rng.uniform(np.log(10.0), np.log(300.0), len(ids))), index=ids)
     assert [len(c.account_ids) for c in group_crowds(*args, volume=wide)] == [220]
+    halves = pd.Series(np.resize([200.0, 25.0], len(ids)) * noise, index=ids)
+    assert [len(c.account_ids) for c in group_crowds(*args, volume=halves)] == [220]
 
 
 def test_volumes_differ_by_a_factor_and_beyond_the_group_spread() -> None:

@@ -101,6 +101,7 @@ class LinkingConfig:
     crowd_join_min_z: float = 0.0
     crowd_volume_ratio: float = 3.0
     crowd_volume_sigmas: float = 3.0
+    crowd_join_read: int = 200
 
 
 @dataclass

@@ -7,7 +7,7 @@ import ctypes
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -322,7 +322,18 @@ def _scan(
         profiles = crowd_profiles(crowd, cfg) if crowd is not None else None
         volume = pd.Series(X["rate_per_active_day"].to_numpy(), index=own.index)
         grouped = group_crowds(linked, crowd, self_flagged, own, cfg, mix, profiles, volume)
-        joined = _crowd_joiners(crowd, grouped, last, mix, volume, pol, profiles)
+        joined = _crowd_joiners(
+            crowd,
+            grouped,
+            last,
+            mix,
+            volume,
+            pol,
+            profiles,
+            reread=lambda ids: _reread_content(
+                con, t, classifier, ids, cfg.crowd_join_read, work, pool
+            ),
+        )
         rep.log(
             f"{len(grouped):,} campaigns after grouping by crowd values; "
             f"{len(joined):,} accounts join one on them and their own prompts"
@@ -612,6 +623,46 @@ def _member_found_at(own: pd.Timestamp | None, campaign: Any, first_day: pd.Time
     return via_campaign if own is None else min(own, via_campaign)
 
 
+def _reread_content(
+    con: Any,
+    t: Any,
+    classifier: Any,
+    ids: list[str],
+    per_account: int,
+    work: Path,
+    pool: Executor | None = None,
+) -> pd.DataFrame:
+    """(account_id, c_n, c_elicit): up to ``per_account`` of each of ``ids``' prompts with
+    text (the first by a hash of the exchange id, so a deterministic sample), classified
+    now, and how many of them elicit (``ElicitationClassifier.demand``)."""
+    empty = pd.DataFrame({"account_id": [], "c_n": [], "c_elicit": []})
+    if not ids or per_account <= 0:
+        return empty
+    who = ibis.memtable(pd.DataFrame({"account_id": ids}))
+    rows = t.semi_join(who, "account_id")
+    rows = rows.filter(rows.prompt.notnull() & (rows.prompt.length() > 0))
+    order = ibis.row_number().over(group_by=rows.account_id, order_by=rows.exchange_id.hash())
+    rows = rows.mutate(pick=order)
+    rows = rows.filter(rows.pick < per_account)
+    path = work / "joiner_content.parquet"
+    cols = ("exchange_id", "account_id")
+    classify_to_parquet(
+        con,
+        rows.select(*cols, "prompt", "system_prompt"),
+        path,
+        classifier,
+        keep=cols,
+        executor=pool,
+    )
+    got = pd.read_parquet(path, columns=["account_id", "elicit"])
+    if got.empty:
+        return empty
+    out: pd.DataFrame = (
+        got.groupby("account_id")["elicit"].agg(c_n="size", c_elicit="sum").reset_index()
+    )
+    return out
+
+
 def _crowd_joiners(
     crowd: Any | None,
     campaigns: list[Campaign],
@@ -620,15 +671,19 @@ def _crowd_joiners(
     volume: pd.Series,
     pol: Policy,
     profiles: tuple[pd.Index, np.ndarray] | None = None,
+    reread: Callable[[list[str]], pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """Accounts added to the campaign whose crowd profile theirs is like (``crowd_joiners``)
     when their own prompts back it: eliciting at least at the lowest bar the content
     detector can set (binomial z >= ``crowd_join_min_z`` against it: a harvester sampled
     too thinly to pass its peers' bar, not an honest account on a proxy's ISP, whose share
     is a fraction of that) and a capability mix and volume (exchanges per active day) that
-    do not differ from the campaign's (``mixes_differ``, ``volumes_differ``).
-    Added in place (linked to nobody: ``degree`` 0, so ``_consistent_members`` checks them
-    too); returned."""
+    do not differ from the campaign's (``mixes_differ``, ``volumes_differ``). A candidate
+    whose first sample falls short of the bar is judged on a second, bigger read of its
+    prompts instead when ``reread`` (ids -> ``account_id``, ``c_n``, ``c_elicit``) gives
+    more: at 2 prompts a day, a harvester eliciting in 10% of them shows 0 or 1 in two
+    weeks about a quarter of the time. Added in place (linked to nobody: ``degree`` 0, so
+    ``_consistent_members`` checks them too); returned."""
     cfg = pol.linking
     cand = crowd_joiners(crowd, campaigns, cfg, profiles)
     if cand.empty:
@@ -656,7 +711,17 @@ def _crowd_joiners(
         spread.reindex(cand["campaign_id"]).to_numpy(),
         cfg,
     )
-    ok = (z >= cfg.crowd_join_min_z) & ~mixes_differ(own, pooled, cfg) & ~far
+    alike = ~mixes_differ(own, pooled, cfg) & ~far
+    short = alike & (z < cfg.crowd_join_min_z)
+    if reread is not None and short.any():
+        again = reread(cand["account_id"][short].tolist()).set_index("account_id")
+        again = again.reindex(cand["account_id"]).fillna(0.0)
+        n2 = again["c_n"].to_numpy(dtype=float)
+        better = short & (n2 > n)
+        k = np.where(better, again["c_elicit"].to_numpy(dtype=float), k)
+        n = np.where(better, n2, n)
+        z = (k - n * rate - 0.5) / np.sqrt(np.maximum(n * rate * (1.0 - rate), 1e-9))
+    ok = (z >= cfg.crowd_join_min_z) & alike
     joined: pd.DataFrame = cand[ok].reset_index(drop=True)
     for campaign_id, ids in joined.groupby("campaign_id")["account_id"]:
         c = by_id[str(campaign_id)]
