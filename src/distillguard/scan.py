@@ -643,17 +643,10 @@ def _reread_content(
     rows = rows.filter(rows.prompt.notnull() & (rows.prompt.length() > 0))
     order = ibis.row_number().over(group_by=rows.account_id, order_by=rows.exchange_id.hash())
     rows = rows.mutate(pick=order)
-    rows = rows.filter(rows.pick < per_account)
-    path = work / "joiner_content.parquet"
     cols = ("exchange_id", "account_id")
-    classify_to_parquet(
-        con,
-        rows.select(*cols, "prompt", "system_prompt"),
-        path,
-        classifier,
-        keep=cols,
-        executor=pool,
-    )
+    prompts = rows.filter(rows.pick < per_account).select(*cols, "prompt", "system_prompt")
+    path = work / "joiner_content.parquet"
+    classify_to_parquet(con, prompts, path, classifier, keep=cols, executor=pool)
     got = pd.read_parquet(path, columns=["account_id", "elicit"])
     if got.empty:
         return empty
@@ -693,7 +686,12 @@ def _crowd_joiners(
     sums = last.set_index("account_id").reindex(cand["account_id"])
     k = sums["c_elicit"].fillna(0.0).to_numpy(dtype=float)
     n = sums["c_n"].fillna(0.0).to_numpy(dtype=float)
-    z = (k - n * rate - 0.5) / np.sqrt(np.maximum(n * rate * (1.0 - rate), 1e-9))
+
+    def z_of(k: np.ndarray, n: np.ndarray) -> np.ndarray:
+        out: np.ndarray = (k - n * rate - 0.5) / np.sqrt(np.maximum(n * rate * (1 - rate), 1e-9))
+        return out
+
+    z = z_of(k, n)
     by_id = {c.campaign_id: c for c in campaigns}
     mixes = {
         c: mix.reindex(by_id[c].account_ids).fillna(0.0).sum().to_numpy(dtype=float)
@@ -720,7 +718,7 @@ def _crowd_joiners(
         better = short & (n2 > n)
         k = np.where(better, again["c_elicit"].to_numpy(dtype=float), k)
         n = np.where(better, n2, n)
-        z = (k - n * rate - 0.5) / np.sqrt(np.maximum(n * rate * (1.0 - rate), 1e-9))
+        z = z_of(k, n)
     ok = (z >= cfg.crowd_join_min_z) & alike
     joined: pd.DataFrame = cand[ok].reset_index(drop=True)
     for campaign_id, ids in joined.groupby("campaign_id")["account_id"]:
