@@ -203,9 +203,12 @@ def test_a_joining_candidate_is_read_again_up_to_a_quota(tmp_path: Any) -> None:
     assert sorted(got.index) == ["harvester", "honest"]  # only those asked about
     assert got.loc["harvester", "c_n"] == 50 and got.loc["honest", "c_n"] == 50
     assert 1 <= got.loc["harvester", "c_elicit"] < 50 and got.loc["honest", "c_elicit"] == 0
+    assert (got["c_cap_other"] == got["c_n"]).all()  # the stub's one label is untracked
+    assert (got[["c_cap_coding", "c_cap_math", "c_cap_agentic"]] == 0).all().all()
     everything = _reread_content(con, t, _StubClassifier(), ["harvester"], 1000, tmp_path)
     assert everything["c_n"].tolist() == [120] and everything["c_elicit"].tolist() == [12]
     assert _reread_content(con, t, _StubClassifier(), [], 50, tmp_path).empty
+    assert _reread_content(con, t, _StubClassifier(), ["nobody"], 50, tmp_path).empty
 
 
 def test_peer_bar_comes_from_the_first_read() -> None:

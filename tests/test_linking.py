@@ -734,6 +734,30 @@ def test_operators_sharing_wrappers_and_proxies_are_told_apart_by_their_volume()
     assert [len(c.account_ids) for c in group_crowds(*args, volume=halves)] == [220]
 
 
+def test_an_account_whose_thin_sample_leaves_its_mix_test_undecided_is_read_again() -> None:
+    rng = np.random.default_rng(3)
+    many = [f"m{i:03d}" for i in range(200)]
+    few = ["s0", "s1", "s2"]  # another operator's, on the same wrappers and proxies
+    ids = many + few
+    rows = crowd_rows(ids, [f"wrapper {i}" for i in range(12)], rng)
+    rows += crowd_rows(ids, [f"asn {i}" for i in range(3)], rng, key="asn")
+    crowd = ibis.memtable(pd.DataFrame(rows).assign(accounts=500))
+    # 60 prompts each: 15% coding and 60% math against 33% and 42% is a p of about 0.004.
+    mix = mix_of({(20, 25, 15): many, (9, 36, 15): few})
+    asked: list[list[str]] = []
+
+    def reread(ids: list[str]) -> pd.DataFrame:
+        asked.append(sorted(ids))
+        return pd.DataFrame({"account_id": ids, "coding": 30, "math": 120, "other": 50})
+
+    args = ([], crowd, set(ids), scores(ids, 0.9), CFG, mix)
+    assert [len(c.account_ids) for c in group_crowds(*args)] == [203]
+    got = group_crowds(*args, reread=reread)
+    assert asked == [few]
+    assert max(got, key=lambda c: len(c.account_ids)).account_ids == many
+    assert not any(set(few) & set(c.account_ids) for c in got if len(c.account_ids) > 3)
+
+
 def test_volumes_differ_by_a_factor_and_beyond_the_group_spread() -> None:
     centre, spread = volume_centres(np.log([10.0, 20.0, 40.0, np.nan]), np.zeros(4, dtype=int))
     assert np.isclose(centre[0], np.log(20.0))

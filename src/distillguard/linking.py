@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,8 @@ class LinkingConfig:
     crowd_join_min_z: float = 0.0
     crowd_volume_ratio: float = 3.0
     crowd_volume_sigmas: float = 3.0
-    crowd_join_read: int = 200
+    crowd_read: int = 200
+    crowd_reread_p: float = 0.01
 
 
 @dataclass
@@ -936,10 +938,12 @@ def group_crowds(
     mix: pd.DataFrame | None = None,
     profiles: tuple[pd.Index, np.ndarray] | None = None,
     volume: pd.Series | None = None,
+    reread: Callable[[list[str]], pd.DataFrame] | None = None,
 ) -> list[Campaign]:
     """Campaigns grouped further by what their flagged accounts hold in crowds
     (``profiles``: ``crowd_profiles`` of ``crowd`` when already computed; ``volume``: each
-    account's exchanges per active day).
+    account's exchanges per active day; ``reread``: ids -> a bigger read of their prompts,
+    with ``mix``'s columns).
 
     A value held by thousands of accounts would be a clique of millions of pairs, and CPM
     asks a community of thousands for evidence between most of its pairs: the pair graph
@@ -951,7 +955,9 @@ def group_crowds(
     is taken out, and so is one whose volume differs from the group's (``volumes_differ``):
     two operators paraphrasing the same public wrappers through the same proxy provider
     hold the same crowd values, but each one's scheduler drives its own accounts alike.
-    The ones taken out are grouped among themselves and checked again. Groups alike in
+    An account alone whose sample is too thin for its mix test to decide is read again
+    first (``_read_undecided``). The ones taken out are grouped among themselves and
+    checked again. Groups alike in
     profile, mix and volume are merged (``_merge_alike``). It groups the ``flagged``
     accounts and lifts nobody.
     """
@@ -977,6 +983,8 @@ def group_crowds(
     ew = edges["s"].to_numpy(dtype=np.float64)
     groups = _unit_groups(unit, ea, eb, ew, np.ones(len(names), dtype=bool), cfg.crowd_resolution)
     counts = None if mix is None else mix.reindex(names).fillna(0.0).to_numpy(dtype=float)
+    if mix is not None and counts is not None and reread is not None:
+        counts = _read_undecided(counts, unit, groups, names, list(mix.columns), reread, cfg)
     logv = None if volume is None else log_volume(volume, names)
     if counts is not None or logv is not None:
         per_unit = np.zeros((unit.max() + 1, 1 if counts is None else counts.shape[1]))
@@ -1068,6 +1076,40 @@ def volumes_differ(
     bar = np.maximum(np.log(cfg.crowd_volume_ratio), cfg.crowd_volume_sigmas * spread)
     with np.errstate(invalid="ignore"):
         return np.asarray(np.abs(x - centre) > bar)
+
+
+def _read_undecided(
+    counts: np.ndarray,
+    unit: np.ndarray,
+    groups: np.ndarray,
+    names: list[str],
+    columns: list[str],
+    reread: Callable[[list[str]], pd.DataFrame],
+    cfg: LinkingConfig,
+) -> np.ndarray:
+    """``counts`` (capability counts per account, ``columns``) with those of the accounts
+    alone in their unit whose mix test is undecided (differing from their group's at
+    ``crowd_reread_p`` but not at ``mix_max_p``) replaced by a bigger read's (``reread``).
+
+    A small campaign's accounts with 60 prompts sampled each, among a big campaign's
+    group whose mix is 20 points away, are a chi-square p of about 0.004 from it: too thin
+    to take out, while 200 prompts are conclusive either way."""
+    per_unit = np.zeros((int(unit.max()) + 1, counts.shape[1]))
+    np.add.at(per_unit, unit, counts)
+    unit_group = np.zeros(len(per_unit), dtype=np.int64)
+    unit_group[unit] = groups
+    loose = _unlike_their_group(per_unit, unit_group, replace(cfg, mix_max_p=cfg.crowd_reread_p))
+    undecided = (loose & ~_unlike_their_group(per_unit, unit_group, cfg))[unit]
+    idx = np.flatnonzero(undecided & (np.bincount(unit)[unit] == 1))
+    if len(idx) == 0:
+        return counts
+    ids = [names[i] for i in idx]
+    read = reread(ids).set_index("account_id").reindex(index=ids, columns=columns)
+    fresh = read.fillna(0.0).to_numpy(dtype=float)
+    better = fresh.sum(axis=1) > counts[idx].sum(axis=1)
+    out = counts.copy()
+    out[idx[better]] = fresh[better]
+    return out
 
 
 def _unlike_their_group(

@@ -186,7 +186,8 @@ def _parse_linking(table: dict[str, Any], source: str) -> LinkingConfig:
         "crowd_merge_similarity": (-1.0, 1.0),
         "crowd_volume_ratio": (1.0, 1e6),
         "crowd_volume_sigmas": (0.0, 1e3),
-        "crowd_join_read": (0, 1e6),
+        "crowd_read": (0, 1e6),
+        "crowd_reread_p": (0.0, 1.0),
     }
     _expect(table, {"keys", *numbers}, "linking", source)
     keys = table.get("keys", DEFAULT_LINK_KEYS)

@@ -321,22 +321,19 @@ def _scan(
         crowd = crowd_values(values, self_flagged, cfg, work)
         profiles = crowd_profiles(crowd, cfg) if crowd is not None else None
         volume = pd.Series(X["rate_per_active_day"].to_numpy(), index=own.index)
-        grouped = group_crowds(linked, crowd, self_flagged, own, cfg, mix, profiles, volume)
-        joined = _crowd_joiners(
-            crowd,
-            grouped,
-            last,
-            mix,
-            volume,
-            pol,
-            profiles,
-            reread=lambda ids: _reread_content(
-                con, t, classifier, ids, cfg.crowd_join_read, work, pool
-            ),
-        )
+
+        reread_ids: list[str] = []
+
+        def reread(ids: list[str]) -> pd.DataFrame:
+            reread_ids.extend(ids)
+            return _reread_content(con, t, classifier, ids, cfg.crowd_read, work, pool)
+
+        grouped = group_crowds(linked, crowd, self_flagged, own, cfg, mix, profiles, volume, reread)
+        joined = _crowd_joiners(crowd, grouped, last, mix, volume, pol, profiles, reread)
         rep.log(
             f"{len(grouped):,} campaigns after grouping by crowd values; "
-            f"{len(joined):,} accounts join one on them and their own prompts"
+            f"{len(joined):,} accounts join one on them and their own prompts; "
+            f"{len(reread_ids):,} accounts' prompts read again for these tests"
         )
         linked = _consistent_members(grouped, last, cfg.min_campaign_accounts)
         # A campaign is judged like one account made of all its members' traffic, against
@@ -632,12 +629,13 @@ def _reread_content(
     work: Path,
     pool: Executor | None = None,
 ) -> pd.DataFrame:
-    """(account_id, c_n, c_elicit): up to ``per_account`` of each of ``ids``' prompts with
-    text (the first by a hash of the exchange id, so a deterministic sample), classified
-    now, and how many of them elicit (``ElicitationClassifier.demand``)."""
-    empty = pd.DataFrame({"account_id": [], "c_n": [], "c_elicit": []})
+    """(account_id, c_n, c_elicit, c_cap_*): up to ``per_account`` of each of ``ids``'
+    prompts with text (the first by a hash of the exchange id, so a deterministic sample),
+    classified now: how many of them elicit (``ElicitationClassifier.demand``) and how many
+    ask for each capability, as the content sums count them."""
+    caps = [*(f"c_cap_{c}" for c in TRACKED_CAPABILITIES), "c_cap_other"]
     if not ids or per_account <= 0:
-        return empty
+        return pd.DataFrame(columns=["account_id", "c_n", "c_elicit", *caps])
     who = ibis.memtable(pd.DataFrame({"account_id": ids}))
     rows = t.semi_join(who, "account_id")
     rows = rows.filter(rows.prompt.notnull() & (rows.prompt.length() > 0))
@@ -645,14 +643,15 @@ def _reread_content(
     rows = rows.mutate(pick=order)
     cols = ("exchange_id", "account_id")
     prompts = rows.filter(rows.pick < per_account).select(*cols, "prompt", "system_prompt")
-    path = work / "joiner_content.parquet"
+    path = work / "reread_content.parquet"
     classify_to_parquet(con, prompts, path, classifier, keep=cols, executor=pool)
-    got = pd.read_parquet(path, columns=["account_id", "elicit"])
-    if got.empty:
-        return empty
-    out: pd.DataFrame = (
-        got.groupby("account_id")["elicit"].agg(c_n="size", c_elicit="sum").reset_index()
+    got = pd.read_parquet(path, columns=["account_id", "elicit", "cap"])
+    per_cap = pd.crosstab(got["account_id"], got["cap"]).reindex(
+        columns=range(len(caps)), fill_value=0
     )
+    per_cap.columns = pd.Index(caps)
+    sums = got.groupby("account_id")["elicit"].agg(c_n="size", c_elicit="sum")
+    out: pd.DataFrame = sums.join(per_cap).reset_index()
     return out
 
 
