@@ -957,9 +957,8 @@ def group_crowds(
     hold the same crowd values, but each one's scheduler drives its own accounts alike.
     An account alone whose sample is too thin for its mix test to decide is read again
     first (``_read_undecided``). The ones taken out are grouped among themselves and
-    checked again. Groups alike in
-    profile, mix and volume are merged (``_merge_alike``). It groups the ``flagged``
-    accounts and lifts nobody.
+    checked again. Groups alike in profile, mix and volume are merged (``_merge_alike``).
+    It groups the ``flagged`` accounts and lifts nobody.
     """
     if crowd is None:
         return campaigns
