@@ -986,13 +986,12 @@ def group_crowds(
         counts = _read_undecided(counts, unit, groups, names, list(mix.columns), reread, cfg)
     logv = None if volume is None else log_volume(volume, names)
     if counts is not None or logv is not None:
-        per_unit = np.zeros((unit.max() + 1, 1 if counts is None else counts.shape[1]))
-        if counts is not None:
-            np.add.at(per_unit, unit, counts)
+        # Without a mix, one empty category: no unit's mix can differ.
+        tally = np.zeros((len(names), 1)) if counts is None else counts
+        per_unit, unit_group = _by_unit(tally, unit, groups)
         unit_volume = None
         if logv is not None:
             unit_volume = pd.Series(logv).groupby(unit).median().to_numpy()
-        unit_group = np.zeros(len(per_unit), dtype=np.int64)
         # The units taken out are grouped among themselves and checked again: a few rounds
         # peel a group of three campaigns one at a time.
         for _ in range(cfg.crowd_split_rounds):
@@ -1077,6 +1076,18 @@ def volumes_differ(
         return np.asarray(np.abs(x - centre) > bar)
 
 
+def _by_unit(
+    counts: np.ndarray, unit: np.ndarray, groups: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per unit: the sum of its accounts' ``counts``, and its group (``groups`` per
+    account)."""
+    per_unit = np.zeros((int(unit.max()) + 1, counts.shape[1]))
+    np.add.at(per_unit, unit, counts)
+    unit_group = np.zeros(len(per_unit), dtype=np.int64)
+    unit_group[unit] = groups
+    return per_unit, unit_group
+
+
 def _read_undecided(
     counts: np.ndarray,
     unit: np.ndarray,
@@ -1093,10 +1104,7 @@ def _read_undecided(
     A small campaign's accounts with 60 prompts sampled each, among a big campaign's
     group whose mix is 20 points away, are a chi-square p of about 0.004 from it: too thin
     to take out, while 200 prompts are conclusive either way."""
-    per_unit = np.zeros((int(unit.max()) + 1, counts.shape[1]))
-    np.add.at(per_unit, unit, counts)
-    unit_group = np.zeros(len(per_unit), dtype=np.int64)
-    unit_group[unit] = groups
+    per_unit, unit_group = _by_unit(counts, unit, groups)
     loose = _unlike_their_group(per_unit, unit_group, replace(cfg, mix_max_p=cfg.crowd_reread_p))
     undecided = (loose & ~_unlike_their_group(per_unit, unit_group, cfg))[unit]
     idx = np.flatnonzero(undecided & (np.bincount(unit)[unit] == 1))
@@ -1171,11 +1179,11 @@ def _merge_alike(
     if len(multi) == 0 or len(have) < 2:
         return groups
     norm = np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
-    unit = (sums / norm).astype(np.float32)
+    direction = (sums / norm).astype(np.float32)
     parts = []
     for start in range(0, len(have), 4096):  # bounded memory whatever the number of groups
         rows = have[start : start + 4096]
-        sim = unit[rows] @ unit[multi].T
+        sim = direction[rows] @ direction[multi].T
         sim[rows[:, None] == multi[None, :]] = -1.0
         r, c = np.nonzero(sim >= cfg.crowd_merge_similarity)
         parts.append(pd.DataFrame({"i": rows[r], "j": multi[c], "s": sim[r, c]}))

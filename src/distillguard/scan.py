@@ -24,7 +24,7 @@ import pyarrow.dataset
 
 from distillguard import __version__, prompt_edges
 from distillguard.detectors import DetectorOutput, create
-from distillguard.detectors.base import ALL_PEERS
+from distillguard.detectors.base import ALL_PEERS, excess_z
 from distillguard.engine import (
     EngineConfig,
     connect,
@@ -42,6 +42,7 @@ from distillguard.features import (
     utc_times,
 )
 from distillguard.features.content import (
+    CAPABILITY_COLUMNS,
     SKETCH_SUM_COLUMNS,
     TRACKED_CAPABILITIES,
     Followup,
@@ -314,8 +315,7 @@ def _scan(
         if len(sync):
             pairs = pd.concat([pairs, sync[["a", "b", "key", "w"]]], ignore_index=True)
         rep.log(f"{len(pairs):,} pair-evidence rows, {len(sync):,} synchronised pairs")
-        caps = [f"c_cap_{c}" for c in TRACKED_CAPABILITIES] + ["c_cap_other"]
-        mix = last.set_index("account_id")[caps]
+        mix = last.set_index("account_id")[list(CAPABILITY_COLUMNS)]
         mix.index = mix.index.astype(str)
         linked = link_accounts(sv, own, cfg, self_flagged, pairs=pairs, mix=mix)
         crowd = crowd_values(values, self_flagged, cfg, work)
@@ -633,7 +633,7 @@ def _reread_content(
     prompts with text (the first by a hash of the exchange id, so a deterministic sample),
     classified now: how many of them elicit (``ElicitationClassifier.demand``) and how many
     ask for each capability, as the content sums count them."""
-    caps = [*(f"c_cap_{c}" for c in TRACKED_CAPABILITIES), "c_cap_other"]
+    caps = list(CAPABILITY_COLUMNS)
     if not ids or per_account <= 0:
         return pd.DataFrame(columns=["account_id", "c_n", "c_elicit", *caps])
     who = ibis.memtable(pd.DataFrame({"account_id": ids}))
@@ -686,11 +686,7 @@ def _crowd_joiners(
     k = sums["c_elicit"].fillna(0.0).to_numpy(dtype=float)
     n = sums["c_n"].fillna(0.0).to_numpy(dtype=float)
 
-    def z_of(k: np.ndarray, n: np.ndarray) -> np.ndarray:
-        out: np.ndarray = (k - n * rate - 0.5) / np.sqrt(np.maximum(n * rate * (1 - rate), 1e-9))
-        return out
-
-    z = z_of(k, n)
+    z = excess_z(k, n, rate)
     by_id = {c.campaign_id: c for c in campaigns}
     mixes = {
         c: mix.reindex(by_id[c].account_ids).fillna(0.0).sum().to_numpy(dtype=float)
@@ -717,7 +713,7 @@ def _crowd_joiners(
         better = short & (n2 > n)
         k = np.where(better, again["c_elicit"].to_numpy(dtype=float), k)
         n = np.where(better, n2, n)
-        z = z_of(k, n)
+        z = excess_z(k, n, rate)
     ok = (z >= cfg.crowd_join_min_z) & alike
     joined: pd.DataFrame = cand[ok].reset_index(drop=True)
     for campaign_id, ids in joined.groupby("campaign_id")["account_id"]:
@@ -793,7 +789,7 @@ def _campaign_found_at(
 def _capability_mix(campaigns: list[Campaign], last: pd.DataFrame) -> dict[str, dict[str, int]]:
     """Sampled prompts per capability, per campaign (from the members' content sums)."""
     sums = last.set_index("account_id")
-    cols = {f"c_cap_{c}": c for c in TRACKED_CAPABILITIES} | {"c_cap_other": "other"}
+    cols = dict(zip(CAPABILITY_COLUMNS, (*TRACKED_CAPABILITIES, "other"), strict=True))
     return {
         c.campaign_id: {name: int(sums.loc[c.account_ids, col].sum()) for col, name in cols.items()}
         for c in campaigns

@@ -88,6 +88,14 @@ def squash(raw: FloatArray, midpoint: float, width: float) -> FloatArray:
     return out
 
 
+def excess_z(k: Any, n: Any, p: Any) -> FloatArray:
+    """How far ``k`` hits in ``n`` tries stand above a rate ``p``: a binomial z with a
+    continuity correction (0.5), so a single hit among a few tries is not evidence."""
+    k, n, p = (np.asarray(x, dtype=np.float64) for x in (k, n, p))
+    out: FloatArray = (k - n * p - 0.5) / np.sqrt(np.maximum(n * p * (1.0 - p), 1e-9))
+    return out
+
+
 def peer_groups(X: pd.DataFrame) -> np.ndarray[Any, np.dtype[Any]]:
     """Each row's peer group (``peer_group``), or ``ALL_PEERS`` where none is known."""
     if "peer_group" in X.columns:

@@ -33,6 +33,7 @@ from distillguard.detectors.base import (
     Detector,
     DetectorOutput,
     FloatArray,
+    excess_z,
     peer_groups,
     register,
     squash,
@@ -122,7 +123,7 @@ class ContentDetector(Detector):
         p0 = used.map(self.rates_).to_numpy(dtype=float)
         n = X["content_sampled"].to_numpy(dtype=float)
         k = X["elicitation_share"].to_numpy(dtype=float) * n
-        z = (k - n * p0 - 0.5) / np.sqrt(np.maximum(n * p0 * (1.0 - p0), 1e-9))
+        z = excess_z(k, n, p0)
         configs = (
             X["system_demand"].to_numpy(dtype=float)
             if "system_demand" in X.columns

@@ -23,11 +23,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distillguard import prompt_edges
+from distillguard.detectors.base import excess_z
 from distillguard.engine import concat_parquet, iter_batches, stable_hash
 from distillguard.features.sketch import SKETCH_COLUMNS, SKETCH_SQ_COLUMN, prompt_sketch
 
 # Capabilities a harvester targets; each gets a running count per account.
 TRACKED_CAPABILITIES = ("coding", "math", "agentic")
+# Their content sums' columns, in ``cap`` code order ("other" last).
+CAPABILITY_COLUMNS = (*(f"c_cap_{c}" for c in TRACKED_CAPABILITIES), "c_cap_other")
 CONTENT_SUM_COLUMNS = (
     "c_n",
     "c_elicit",
@@ -36,8 +39,7 @@ CONTENT_SUM_COLUMNS = (
     # not count them): evidence about the account's configuration, which the content
     # detector counts once per account however many requests carry it.
     "c_sys_elicit",
-    *(f"c_cap_{c}" for c in TRACKED_CAPABILITIES),
-    "c_cap_other",
+    *CAPABILITY_COLUMNS,
     # The first, uniform read only (``followup_quota`` reads suspicious accounts further):
     # peer baselines are fitted on these, which the second read's selection cannot bias.
     "c_base_n",
@@ -171,7 +173,7 @@ def followup_quota(
     cn = pd.Series(read["c_n"].to_numpy()[order]).groupby(acct, sort=False).cumsum()
     ck = pd.Series(read["c_elicit"].to_numpy()[order]).groupby(acct, sort=False).cumsum()
     cn_a, ck_a = cn.to_numpy(dtype=float), ck.to_numpy(dtype=float)
-    z = (ck_a - cn_a * rate - 0.5) / np.sqrt(np.maximum(cn_a * rate * (1.0 - rate), 1e-9))
+    z = excess_z(ck_a, cn_a, rate)
     follow = np.zeros(len(n), dtype=bool)
     follow[order] = (z >= z_range[0]) & (z < z_range[1])
     k = per_bucket
